@@ -1,0 +1,43 @@
+# Claude Code Cluster: `make demo` runs the main job, `make test` runs the tests.
+# Both install what they need on a fresh Debian 12 machine and skip it on the next run.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages the tests need: private PostgreSQL and Redis servers, git for repositories.
+TEST_DEBS := postgresql redis-server git
+PYTEST_ARGS ?=
+
+.PHONY: help setup test test-fast lint demo clean
+
+help:
+	@echo "make demo       run the main job"
+	@echo "make test       install what the tests need and run them all (what CI runs)"
+	@echo "make test-fast  the tests without the slow ones (lab hosts, end to end)"
+	@echo "make lint       ruff check and format check"
+	@echo "make clean      remove the virtualenv and build files"
+
+# The stamp depends on pyproject.toml: editing dependencies reinstalls, nothing else does.
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+setup: $(BIN)/.installed
+	@scripts/ensure-debian-packages.sh $(TEST_DEBS)
+
+test: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+demo: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/demo.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The Flask coordinator: webhooks, analysis, dispatch, agent registry, API and admin pages."""

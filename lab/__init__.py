@@ -1,0 +1,1 @@
+"""Local test infrastructure: systemd-nspawn lab hosts and private PostgreSQL/Redis servers."""
