@@ -1,0 +1,136 @@
+"""Lab specs: which hosts a lab has and the roles each plays (YAML file or the default)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.config import LabConfig
+from lab.exceptions import SpecError
+
+ROLES = ("database", "redis", "coordinator", "agents")
+SPECIALTIES = (
+    "backend", "frontend", "testing", "devops", "database", "security", "documentation", "general",
+)  # fmt: skip
+# nspawn names the host-side veth "vb-NAME" and interface names are at most 15 characters.
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
+# Specialties the default spec hands out to agents in turn (each also takes `general`).
+_DEFAULT_ROTATION = ("backend", "frontend", "testing", "devops")
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One host of a lab spec."""
+
+    name: str
+    roles: tuple[str, ...]
+    address: str | None = None
+    vars: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    """The hosts of a lab, in order (host N gets address .10+N unless it names one)."""
+
+    hosts: tuple[HostSpec, ...]
+
+    def address_of(self, name: str, config: LabConfig) -> str:
+        """Address of host ``name``."""
+        for i, host in enumerate(self.hosts, start=1):
+            if host.name == name:
+                return host.address or config.host_address(i)
+        raise KeyError(name)
+
+
+def default_spec(count: int) -> LabSpec:
+    """``lab1`` runs database, redis and coordinator; ``lab2``.. are agents (1 host: all four)."""
+    if count < 1:
+        raise SpecError("a lab needs at least one host")
+    if count == 1:
+        return LabSpec((HostSpec("lab1", ROLES, vars=_agent_vars(0)),))
+    hosts = [HostSpec("lab1", ("database", "redis", "coordinator"))]
+    hosts += [
+        HostSpec(f"lab{i}", ("agents",), vars=_agent_vars(i - 2)) for i in range(2, count + 1)
+    ]
+    return LabSpec(tuple(hosts))
+
+
+def _agent_vars(index: int) -> dict[str, Any]:
+    specialty = _DEFAULT_ROTATION[index % len(_DEFAULT_ROTATION)]
+    return {"agent_specialties": [specialty, "general"], "agent_max_tasks": 2}
+
+
+def parse_spec(data: Any, config: LabConfig | None = None) -> LabSpec:
+    """Validate a spec already loaded from YAML (``hosts:`` as a list or a name mapping)."""
+    config = config or LabConfig()
+    if not isinstance(data, dict) or "hosts" not in data:
+        raise SpecError("a lab spec is a mapping with a `hosts:` list")
+    raw = data["hosts"]
+    if isinstance(raw, dict):
+        raw = [{"name": name, **(body or {})} for name, body in raw.items()]
+    if not isinstance(raw, list) or not raw:
+        raise SpecError("`hosts:` must list at least one host")
+    hosts = tuple(_parse_host(entry) for entry in raw)
+    _check_unique(hosts, config)
+    return LabSpec(hosts)
+
+
+def load_spec(path: Path, config: LabConfig | None = None) -> LabSpec:
+    """Read and validate a YAML lab spec file."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise SpecError(f"cannot read lab spec {path}: {error}") from error
+    return parse_spec(data, config)
+
+
+def _parse_host(entry: Any) -> HostSpec:
+    if not isinstance(entry, dict) or "name" not in entry:
+        raise SpecError(f"each host needs a `name:`, got {entry!r}")
+    entry = dict(entry)
+    name = str(entry.pop("name"))
+    if not NAME_PATTERN.match(name):
+        raise SpecError(
+            f"host name {name!r}: use 1-12 of a-z, 0-9, '-', starting with a letter "
+            "(the veth vb-NAME must fit 15 characters)"
+        )
+    roles = entry.pop("roles", [])
+    if isinstance(roles, str):
+        roles = [roles]
+    unknown = [role for role in roles if role not in ROLES]
+    if unknown or not roles:
+        raise SpecError(f"host {name}: roles must be some of {', '.join(ROLES)}, got {roles}")
+    address = entry.pop("address", None)
+    specialties = entry.get("agent_specialties")
+    if specialties is not None and (
+        not isinstance(specialties, list) or any(s not in SPECIALTIES for s in specialties)
+    ):
+        raise SpecError(f"host {name}: agent_specialties must be a list of {SPECIALTIES}")
+    max_tasks = entry.get("agent_max_tasks")
+    if max_tasks is not None and (not isinstance(max_tasks, int) or max_tasks < 1):
+        raise SpecError(f"host {name}: agent_max_tasks must be a positive integer")
+    if (specialties or max_tasks) and "agents" not in roles:
+        raise SpecError(f"host {name}: agent_* settings need the `agents` role")
+    return HostSpec(name, tuple(roles), str(address) if address else None, entry)
+
+
+def _check_unique(hosts: tuple[HostSpec, ...], config: LabConfig) -> None:
+    names = [host.name for host in hosts]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SpecError(f"duplicate host names: {', '.join(duplicates)}")
+    network = ipaddress.ip_network(config.network)
+    seen: dict[str, str] = {}
+    for i, host in enumerate(hosts, start=1):
+        address = host.address or config.host_address(i)
+        ip = ipaddress.ip_address(address)
+        if ip not in network or ip in (network[0], network[1], network.broadcast_address):
+            raise SpecError(f"host {host.name}: address {address} not usable in {network}")
+        if address in seen:
+            raise SpecError(f"hosts {seen[address]} and {host.name} share address {address}")
+        seen[address] = host.name
