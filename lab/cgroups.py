@@ -73,9 +73,11 @@ class HostCgroup:
         """Every process in this host's cgroups (any hierarchy, any depth)."""
         found: set[int] = set()
         for path in self.paths():
-            for procs in path.rglob("cgroup.procs") if path.is_dir() else ():
+            # os.walk skips cgroups that vanish mid-walk (rglob raises on them).
+            for directory, _, _ in os.walk(path):
                 with contextlib.suppress(OSError, ValueError):
-                    found.update(int(p) for p in procs.read_text().split())
+                    procs = Path(directory, "cgroup.procs").read_text()
+                    found.update(int(p) for p in procs.split())
         return sorted(found)
 
     def kill_all(self, timeout: float = 10) -> None:

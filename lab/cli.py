@@ -66,7 +66,7 @@ def up(ctx: click.Context, count: int | None, spec_file: Path | None) -> None:
         spec = load_spec(spec_file, lab.config)
     else:
         existing = lab.hosts()
-        spec = default_spec(count or max(len(existing), 2))
+        spec = default_spec(count or max(len(existing), 2), lab.config.host_prefix)
     report = lab.up(spec)
     _print_up(report, lab)
 

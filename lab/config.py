@@ -33,6 +33,9 @@ class LabConfig:
     cgroup_name: str = "ccc-lab"
     # Generated Ansible inventory.
     inventory_path: Path = field(default=PROJECT_ROOT / "inventory" / "lab" / "hosts.yml")
+    # Names of the default spec's hosts: PREFIX1, PREFIX2, ... Host names are global on the
+    # machine (nspawn names each veth "vb-NAME"), so two labs need different prefixes.
+    host_prefix: str = "lab"
     # Login user Ansible and paramiko use on hosts.
     ssh_user: str = "root"
 
@@ -47,6 +50,7 @@ class LabConfig:
             "proxy_port": ("CCC_LAB_PROXY_PORT", int),
             "cgroup_name": ("CCC_LAB_CGROUP", str),
             "inventory_path": ("CCC_LAB_INVENTORY", Path),
+            "host_prefix": ("CCC_LAB_HOST_PREFIX", str),
         }
         values: dict[str, object] = {}
         for key, (var, kind) in env_map.items():

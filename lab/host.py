@@ -17,6 +17,7 @@ from lab import network
 from lab.cgroups import HostCgroup
 from lab.config import LabConfig
 from lab.exceptions import LabError
+from lab.process import cmdline, is_alive, spawn_detached
 from lab.state import HostRecord
 
 logger = logging.getLogger(__name__)
@@ -24,12 +25,6 @@ logger = logging.getLogger(__name__)
 NSPAWN_RUNTIME = Path("/run/systemd/nspawn")
 # Exactly the flags measured to boot here; plain `-b` fails with "Failed to open system bus".
 NSPAWN_FLAGS = ("--register=no", "--keep-unit", "--boot", "--console=read-only")
-# Joins the given cgroup.procs files, then starts nspawn in the background so that it is
-# orphaned to init (never a zombie of ours) and prints its PID.
-_LAUNCHER = (
-    'for f in "$@"; do shift; [ "$f" = -- ] && break; echo $$ > "$f" || exit 1; done; '
-    '"$@" </dev/null >>"$CCC_LAB_LOG" 2>&1 & echo $!'
-)
 
 
 class HostState(StrEnum):
@@ -67,8 +62,8 @@ def nspawn_pids() -> list[int]:
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             with contextlib.suppress(OSError):
-                if proc.joinpath("comm").read_text().strip() == "systemd-nspawn" and not (
-                    _is_zombie(int(proc.name))
+                if proc.joinpath("comm").read_text().strip() == "systemd-nspawn" and is_alive(
+                    int(proc.name)
                 ):
                     found.append(int(proc.name))
     return found
@@ -78,13 +73,6 @@ def _run(*argv: str) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise LabError(f"{' '.join(argv)} failed: {done.stderr.strip() or done.stdout.strip()}")
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
 
 
 class Host:
@@ -170,14 +158,9 @@ class Host:
     def pid(self) -> int | None:
         """PID of this host's live systemd-nspawn, or None."""
         pid = self.record.pid
-        if pid is None or _is_zombie(pid):
-            return None
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return None
+        argv = cmdline(pid) if pid is not None else []
         # A recycled PID belongs to someone else: check it is nspawn on our root.
-        if b"systemd-nspawn" in argv[0] and str(self.record.root).encode() in argv:
+        if argv and b"systemd-nspawn" in argv[0] and str(self.record.root).encode() in argv:
             return pid
         return None
 
@@ -215,18 +198,9 @@ class Host:
             "systemd-nspawn", *NSPAWN_FLAGS, "-D", str(self.record.root), "-M", self.name,
             f"--network-bridge={self.config.bridge}",
         ]  # fmt: skip
-        env = dict(
-            os.environ,
-            SYSTEMD_NSPAWN_UNIFIED_HIERARCHY="1",
-            CCC_LAB_LOG=str(self.directory / "console.log"),
-        )
-        launched = subprocess.run(
-            ["sh", "-c", _LAUNCHER, "sh", *map(str, procs), "--", *argv],
-            env=env, capture_output=True, text=True, check=False, start_new_session=True,
-        )  # fmt: skip
-        if launched.returncode != 0 or not launched.stdout.strip().isdigit():
-            raise LabError(f"could not start {self.name}: {launched.stderr.strip()}")
-        self.record.pid = int(launched.stdout.strip())
+        env = dict(os.environ, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY="1")
+        log = self.directory / "console.log"
+        self.record.pid = spawn_detached(argv, log, env=env, cgroup_procs=procs)
         self.record.save()
         deadline = time.monotonic() + timeout
         while self.leader() is None:
@@ -319,12 +293,17 @@ class Host:
         if payload is None or not payload.is_dir():
             return 0
         total = 0
-        for procs in payload.rglob("cgroup.procs"):
-            for pid in procs.read_text().split():
-                with contextlib.suppress(OSError):
-                    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                        if line.startswith("Pss:"):
-                            total += int(line.split()[1]) * 1024
+        # Scopes come and go while we walk (SSH sessions): vanished ones are simply skipped.
+        for directory, _, _ in os.walk(payload):
+            with contextlib.suppress(OSError):
+                for pid in Path(directory, "cgroup.procs").read_text().split():
+                    with contextlib.suppress(OSError):
+                        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+                        total += sum(
+                            int(line.split()[1]) * 1024
+                            for line in rollup.splitlines()
+                            if line.startswith("Pss:")
+                        )
         return total
 
 

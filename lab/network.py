@@ -14,6 +14,7 @@ from pathlib import Path
 from lab.config import BRIDGE_ADDRESS, LabConfig
 from lab.exceptions import LabError
 from lab.image import machine_sources, mirror_uris
+from lab.process import cmdline, is_alive, spawn_detached
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +100,12 @@ class Proxy:
         """PID of the running proxy of this lab, or None."""
         try:
             pid = int(self.pid_file.read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return None
+        argv = cmdline(pid)
         # A recycled PID belongs to someone else: only our apt-cacher-ng with our config counts.
-        if b"apt-cacher-ng" in cmdline and str(self.directory).encode() in cmdline:
+        conf = str(self.directory / "conf").encode()
+        if argv and b"apt-cacher-ng" in argv[0] and conf in argv:
             return pid
         return None
 
@@ -137,24 +139,19 @@ class Proxy:
         (self.directory / "conf" / "acng.conf").write_text(
             self.render_config(mirror_uris(machine_sources()))
         )
-        log = (self.directory / "proxy.log").open("ab")
-        with log:
-            process = subprocess.Popen(
-                ["apt-cacher-ng", "-c", str(self.directory / "conf")],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        self.pid_file.write_text(f"{process.pid}\n")
+        log = self.directory / "proxy.log"
+        pid = spawn_detached(["apt-cacher-ng", "-c", str(self.directory / "conf")], log)
+        self.pid_file.write_text(f"{pid}\n")
+        address = (self.config.bridge_address, self.config.proxy_port)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise LabError(f"apt-cacher-ng exited ({process.returncode}); see {log.name}")
-            with contextlib.suppress(OSError):
-                socket.create_connection((self.config.bridge_address, self.config.proxy_port), 1)
+            if not is_alive(pid):
+                raise LabError(f"apt-cacher-ng exited at start; see {log}")
+            with contextlib.suppress(OSError), socket.create_connection(address, 1):
                 logger.info("Proxy: listening on %s", self.config.proxy_url)
                 return
             time.sleep(0.1)
-        raise LabError(f"apt-cacher-ng not listening after 15s; see {log.name}")
+        raise LabError(f"apt-cacher-ng not listening after 15s; see {log}")
 
     def stop(self) -> None:
         """Stop the proxy and wait until it is gone."""
@@ -164,24 +161,10 @@ class Proxy:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         for _ in range(100):
-            if self.pid() is None or _is_zombie(pid):
+            if self.pid() is None:
                 break
             time.sleep(0.05)
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        _reap(pid)
         self.pid_file.unlink(missing_ok=True)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _reap(pid: int) -> None:
-    # When the proxy is our own child (same process started it), collect it; else init does.
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)

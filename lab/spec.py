@@ -47,15 +47,17 @@ class LabSpec:
         raise KeyError(name)
 
 
-def default_spec(count: int) -> LabSpec:
+def default_spec(count: int, prefix: str = "lab") -> LabSpec:
     """``lab1`` runs database, redis and coordinator; ``lab2``.. are agents (1 host: all four)."""
     if count < 1:
         raise SpecError("a lab needs at least one host")
+    if not NAME_PATTERN.match(f"{prefix}{count}"):
+        raise SpecError(f"host prefix {prefix!r} gives invalid names like {prefix}{count}")
     if count == 1:
-        return LabSpec((HostSpec("lab1", ROLES, vars=_agent_vars(0)),))
-    hosts = [HostSpec("lab1", ("database", "redis", "coordinator"))]
+        return LabSpec((HostSpec(f"{prefix}1", ROLES, vars=_agent_vars(0)),))
+    hosts = [HostSpec(f"{prefix}1", ("database", "redis", "coordinator"))]
     hosts += [
-        HostSpec(f"lab{i}", ("agents",), vars=_agent_vars(i - 2)) for i in range(2, count + 1)
+        HostSpec(f"{prefix}{i}", ("agents",), vars=_agent_vars(i - 2)) for i in range(2, count + 1)
     ]
     return LabSpec(tuple(hosts))
 
