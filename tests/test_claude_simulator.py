@@ -311,6 +311,22 @@ def test_unmatched_request_gets_the_fallback_answer(serving):
     assert entry.scenario == "__no_scenario__"
 
 
+def test_named_groups_of_the_match_fill_the_script(serving):
+    scenario = {
+        "name": "vars",
+        "match": {"first_user": r"branch (?P<branch>\S+)"},
+        "turns": [[{"tool_use": {"name": "bash", "input": {
+            "command": "git checkout ${branch} && echo $HOME"}}}]],
+    }  # fmt: skip
+    with serving([scenario]) as (url, _):
+        reply = make_client(url).messages.create(
+            model=MODEL, max_tokens=100, tools=[BASH],
+            messages=[{"role": "user", "content": "Work on branch fix-1"}],
+        )  # fmt: skip
+
+    assert reply.content[0].input == {"command": "git checkout fix-1 && echo $HOME"}
+
+
 def test_max_tokens_and_stop_sequences_cut_the_answer(serving):
     long_text = {"name": "long", "turns": ["word " * 200 + "STOP and more"]}
     with serving([long_text]) as (url, _):
@@ -329,19 +345,23 @@ def test_max_tokens_and_stop_sequences_cut_the_answer(serving):
 
 def test_claude_code_style_request_is_accepted(serving):
     """Claude Code sends ?beta=true, a role "system" message and extra body fields."""
+    schema = {"type": "object", "properties": {}}
     body = {
         "model": "claude-sonnet-4-5-20250929", "max_tokens": 32000, "stream": True,
         "system": [{"type": "text", "text": "You are Claude Code."}],
         "messages": [
-            {"role": "system", "content": "Working directory: /tmp/x"},
-            {"role": "user", "content": [{"type": "text", "text": "Say hello, please"}]},
+            {"role": "system", "content": "Working directory: /srv/work\nPlatform: linux"},
+            {"role": "user", "content": [{"type": "text", "text": "Create hello.txt, please"}]},
         ],
-        "tools": [{"name": "Bash", "description": "Run", "defer_loading": False,
-                   "input_schema": {"type": "object", "properties": {}}}],
+        "tools": [
+            {"name": "Bash", "description": "Run", "input_schema": schema},
+            {"name": "Write", "description": "Write", "input_schema": schema,
+             "defer_loading": False},
+        ],
         "thinking": {"type": "disabled"}, "metadata": {"user_id": "u1"},
         "context_management": {}, "output_config": {},
     }  # fmt: skip
-    with serving([{"name": "cc", "match": {"system": "Claude Code"}, "turns": ["Hi"]}]) as (url, _):
+    with serving(EXAMPLE_SCENARIOS) as (url, _):
         status, headers, raw = raw_post(
             f"{url}/v1/messages?beta=true", body,
             {"x-api-key": KEY, "anthropic-version": "2023-06-01",
@@ -350,7 +370,13 @@ def test_claude_code_style_request_is_accepted(serving):
 
     assert status == 200, raw
     assert headers["Content-Type"].startswith("text/event-stream")
-    assert b'"text":"Hi"' in raw
+    partial = "".join(
+        json.loads(line[6:])["delta"]["partial_json"]
+        for line in raw.decode().splitlines()
+        if line.startswith("data: ") and "input_json_delta" in line
+    )
+    # The working directory Claude Code reported is captured and used in the Write call.
+    assert json.loads(partial)["file_path"] == "/srv/work/hello.txt"
 
 
 # --- the wire ----------------------------------------------------------------------------------
@@ -573,7 +599,7 @@ def test_drop_stream_gives_the_sdk_an_error_not_a_hang(serving):
 
 def test_stream_error_event_raises(serving):
     with serving([SCRIPTED]) as (url, sim):
-        sim.inject("stream_error", after_events=1)
+        sim.inject("stream_error", count=2, after_events=1)
         with (
             pytest.raises(anthropic.APIStatusError) as failure,
             make_client(url).messages.stream(
@@ -581,6 +607,11 @@ def test_stream_error_event_raises(serving):
             ) as stream,
         ):
             stream.get_final_message()
+        # A plain (non-streaming) request has no stream to break: it gets the 529 instead.
+        with pytest.raises(anthropic.OverloadedError):
+            make_client(url).messages.create(
+                model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "Say hello"}]
+            )
 
     assert failure.value.body["error"]["type"] == "overloaded_error"
 
@@ -752,7 +783,7 @@ def test_unknown_path_is_a_json_404(serving):
 
 def test_shipped_scenarios_load_and_bad_ones_are_reported(tmp_path):
     names = [scenario.name for scenario in load_scenarios(EXAMPLE_SCENARIOS)]
-    assert names == ["add-health-endpoint", "fix-failing-tests"]
+    assert names == ["add-health-endpoint", "claude-code-hello", "fix-failing-tests"]
 
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: broken\nturns:\n  - [{tool_use: {input: {}}}]\n")

@@ -26,6 +26,7 @@ from simulators.claude.exceptions import (
     AuthenticationError,
     InvalidRequestError,
     NotFoundError,
+    OverloadedError,
 )
 from simulators.claude.faults import Fault, FaultKind
 from simulators.claude.models import ModelCatalog
@@ -129,7 +130,9 @@ def create_message() -> Response:
         headers["Cache-Control"] = "no-cache"
         return Response(stream, status=200, headers=headers, content_type="text/event-stream")
     payload = json.dumps(reply.message(), ensure_ascii=False).encode()
-    if fault is not None and fault.kind in (FaultKind.DROP_STREAM, FaultKind.STREAM_ERROR):
+    if fault is not None and fault.kind is FaultKind.STREAM_ERROR:
+        raise OverloadedError("Overloaded")  # what a plain request gets instead of the event
+    if fault is not None and fault.kind is FaultKind.DROP_STREAM:
         return Response(
             _cut_body(payload, request.environ), headers=headers, content_type="application/json"
         )
@@ -211,6 +214,7 @@ def _reply(sim: ClaudeSimulator, body: dict[str, Any], record: RequestRecord) ->
         record.scenario = scenario.name
         if turn is None:
             turn = Turn.text(scenario.final_text)
+        turn = turn.render(scenario.match.captures(body) or {})
     record.turn = number
     usage = sim.cache.account(str(body["model"]), segments(body, sim.config.chars_per_token))
     # Tool ids depend on the conversation so far: a replayed conversation gets the same ids.

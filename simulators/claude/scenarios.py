@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import yaml
@@ -47,6 +48,23 @@ class Turn:
     def text(cls, text: str) -> Turn:
         """A turn answering only ``text``, ending the turn."""
         return cls(content=({"type": "text", "text": text},), stop_reason="end_turn")
+
+    def render(self, variables: Mapping[str, str]) -> Turn:
+        """This turn with ``${name}`` replaced by the match's named groups in every string."""
+        if not variables:
+            return self
+        return replace(self, content=tuple(_substitute(b, variables) for b in self.content))
+
+
+def _substitute(value: Any, variables: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        # safe_substitute leaves other $-words alone: shell commands keep their $HOME.
+        return Template(value).safe_substitute(variables)
+    if isinstance(value, dict):
+        return {key: _substitute(item, variables) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substitute(item, variables) for item in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -109,18 +127,28 @@ class Match:
 
     def matches(self, body: dict[str, Any]) -> bool:
         """True when ``body`` passes every test of this match."""
+        return self.captures(body) is not None
+
+    def captures(self, body: dict[str, Any]) -> dict[str, str] | None:
+        """The named groups the regexes captured, or None when ``body`` does not match."""
         system, user = system_text(body), first_user_text(body)
+        if not set(self.tools) <= set(tool_names(body)):
+            return None
+        variables: dict[str, str] = {}
         checks = (
-            (self.system, system),
-            (self.first_user, user),
-            (self.model, str(body.get("model", ""))),
+            (self.system, (system,)),
+            (self.first_user, (user,)),
+            (self.model, (str(body.get("model", "")),)),
+            (self.prompt, (system, user)),  # either one may hold the prompt
         )
-        if any(pattern is not None and not pattern.search(text) for pattern, text in checks):
-            return False
-        if self.prompt is not None and not (self.prompt.search(system) or self.prompt.search(user)):
-            return False
-        declared = set(tool_names(body))
-        return all(name in declared for name in self.tools)
+        for pattern, texts in checks:
+            if pattern is None:
+                continue
+            found = next((m for m in map(pattern.search, texts) if m), None)
+            if found is None:
+                return None
+            variables.update({k: v for k, v in found.groupdict().items() if v is not None})
+        return variables
 
 
 @dataclass(frozen=True)
