@@ -1,0 +1,146 @@
+"""The admin views: read pages and the few actions an operator needs (cancel, retry, drain)."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy import func, select
+from werkzeug.security import check_password_hash
+
+from coordinator_app import agents, audit, tasks
+from coordinator_app.admin import bp
+from coordinator_app.db import get_session
+from coordinator_app.exceptions import CoordinatorError
+from coordinator_app.models import AdminUser, Agent, AuditEntry, ProgressEvent, Task, utcnow
+from coordinator_app.services import services
+from coordinator_app.states import TaskState
+
+PAGE_SIZE = 50
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if request.method == "POST":
+        session = get_session()
+        user = session.scalar(
+            select(AdminUser).where(AdminUser.username == request.form.get("username", ""))
+        )
+        if user and check_password_hash(user.password_hash, request.form.get("password", "")):
+            login_user(user)
+            audit.record(session, f"admin:{user.username}", "login", user.username)
+            session.commit()
+            target = request.args.get("next", "")
+            # Only local paths: an open redirect would let a link send the admin elsewhere.
+            if not target.startswith("/admin") or target.startswith("//"):
+                target = url_for("admin.overview")
+            return redirect(target)
+        flash("Wrong username or password.")
+    return render_template("admin/login.html")
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    logout_user()
+    return redirect(url_for("admin.login"))
+
+
+@bp.get("/")
+@login_required
+def overview():
+    session = get_session()
+    ccc = services()
+    by_state = dict(session.execute(select(Task.state, func.count()).group_by(Task.state)).all())
+    states = agents.states_by_agent(session, ccc.config, utcnow())
+    try:
+        depth = ccc.queues.depth()
+    except Exception:  # the page stays useful when Redis is down
+        depth = None
+    return render_template(
+        "admin/overview.html",
+        by_state=by_state,
+        task_states=list(TaskState),
+        agents=states.values(),
+        depth=depth,
+        now=utcnow(),
+    )
+
+
+@bp.get("/tasks")
+@login_required
+def task_list():
+    page = max(request.args.get("page", 1, type=int), 1)
+    query = select(Task).order_by(Task.id.desc())
+    state = request.args.get("state")
+    if state:
+        query = query.where(Task.state == state)
+    items = get_session().scalars(query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()
+    return render_template(
+        "admin/tasks.html",
+        tasks=items[:PAGE_SIZE],
+        page=page,
+        state=state,
+        has_next=len(items) > PAGE_SIZE,
+        task_states=list(TaskState),
+    )
+
+
+@bp.get("/tasks/<int:task_id>")
+@login_required
+def task_detail(task_id: int):
+    session = get_session()
+    task = session.get(Task, task_id) or abort(404)
+    events = session.scalars(
+        select(ProgressEvent).where(ProgressEvent.task_id == task_id).order_by(ProgressEvent.id)
+    ).all()
+    return render_template("admin/task.html", task=task, events=events)
+
+
+@bp.post("/tasks/<int:task_id>/<any(cancel, retry):action>")
+@login_required
+def task_action(task_id: int, action: str):
+    session = get_session()
+    task = session.get(Task, task_id, with_for_update=True) or abort(404)
+    actor = f"admin:{current_user.username}"
+    try:
+        if action == "cancel":
+            tasks.cancel_task(session, task, actor=actor, reason="cancelled in the admin pages")
+        else:
+            task.retry_at = None
+            tasks.transition(
+                session, task, TaskState.QUEUED, actor=actor, reason="retried in the admin pages"
+            )
+        audit.record(session, actor, f"task.{action}", str(task.id))
+        session.commit()
+        services().processor.notify()
+        flash(f"Task {task.id}: {action} done.")
+    except CoordinatorError as exc:
+        session.rollback()
+        flash(f"Task {task_id}: {exc}")
+    return redirect(url_for("admin.task_detail", task_id=task_id))
+
+
+@bp.get("/agents")
+@login_required
+def agent_list():
+    states = agents.states_by_agent(get_session(), services().config, utcnow())
+    return render_template("admin/agents.html", agents=states.values(), now=utcnow())
+
+
+@bp.post("/agents/<int:agent_id>/<any(drain, resume):action>")
+@login_required
+def agent_action(agent_id: int, action: str):
+    session = get_session()
+    agent = session.get(Agent, agent_id) or abort(404)
+    agent.draining = action == "drain"
+    audit.record(session, f"admin:{current_user.username}", f"agent.{action}", agent.name)
+    session.commit()
+    flash(f"Agent {agent.name}: {'draining' if agent.draining else 'accepting work'}.")
+    return redirect(url_for("admin.agent_list"))
+
+
+@bp.get("/audit")
+@login_required
+def audit_log():
+    entries = get_session().scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(200))
+    return render_template("admin/audit.html", entries=entries)

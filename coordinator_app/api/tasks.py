@@ -1,0 +1,308 @@
+"""Task endpoints: admins list, create, cancel and retry; agents claim, report and finish."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from flask import request, url_for
+from sqlalchemy import select
+
+from coordinator_app import audit, outbox, tasks
+from coordinator_app.api import bp
+from coordinator_app.api.schemas import event_json, json_body, paginate, task_json, typed
+from coordinator_app.auth import current_principal, require
+from coordinator_app.db import get_session
+from coordinator_app.exceptions import Conflict, Forbidden, InvalidRequest, NotFound
+from coordinator_app.intake import Intake
+from coordinator_app.models import ProgressEvent, Task, utcnow
+from coordinator_app.services import services
+from coordinator_app.states import TaskState
+
+# States an agent may report while it works (completion and failure go through /result).
+AGENT_REPORTABLE = {TaskState.IN_PROGRESS, TaskState.TESTING, TaskState.REVIEW}
+MAX_EVENTS_PER_CALL = 100
+
+
+def _task_or_404(task_id: int, lock: bool = False) -> Task:
+    task = get_session().get(Task, task_id, with_for_update=lock)
+    if task is None:
+        raise NotFound(f"task {task_id} not found")
+    return task
+
+
+def _visible(task: Task) -> None:
+    principal = current_principal()
+    if principal.kind == "agent" and task.agent_id != principal.id:
+        raise Forbidden("agents may only see their own tasks")
+
+
+def _owned(task_id: int) -> Task:
+    """The task, locked, if the calling agent holds it now."""
+    task = _task_or_404(task_id, lock=True)
+    principal = current_principal()
+    if task.agent_id != principal.id or not TaskState(task.state).is_running:
+        raise Forbidden(f"task {task_id} is not held by {principal.name} (it is {task.state})")
+    return task
+
+
+@bp.get("/tasks")
+@require("admin")
+def list_tasks():
+    """Tasks, newest first, filtered by state, repository, specialty or agent id."""
+    query = select(Task).order_by(Task.id.desc())
+    filters = {}
+    for name in ("state", "repository", "specialty"):
+        if request.args.get(name):
+            filters[name] = request.args[name]
+            query = query.where(getattr(Task, name) == filters[name])
+    if request.args.get("agent_id"):
+        filters["agent_id"] = request.args["agent_id"]
+        query = query.where(Task.agent_id == int(filters["agent_id"]))
+    return paginate(get_session(), query, "api.list_tasks", task_json, **filters)
+
+
+@bp.post("/tasks")
+@require("admin")
+def create_task():
+    """Create a task by hand (as a label would), analysed and queued like any other."""
+    data = json_body("repository", "issue_number", "title")
+    session = get_session()
+    ccc = services()
+    principal = current_principal()
+    task = tasks.create_task(
+        session,
+        ccc.config,
+        repository=typed(data, "repository", str),
+        issue_number=typed(data, "issue_number", int),
+        title=typed(data, "title", str),
+        body=typed(data, "body", str, ""),
+        requested_by=principal.name,
+        reason=f"created by {principal.actor}",
+    )
+    if task is None:
+        raise Conflict("the issue already has a live task")
+    Intake(session, ccc.config, ccc.gateway).analyze_and_queue(
+        task, typed(data, "labels", list, [])
+    )
+    audit.record(session, principal.actor, "task.create", str(task.id))
+    session.commit()
+    ccc.processor.notify()
+    return task_json(task, detail=True), 201, {"Location": url_for("api.get_task", task_id=task.id)}
+
+
+@bp.get("/tasks/<int:task_id>")
+@require("admin", "agent")
+def get_task(task_id: int):
+    """A task with its analysis, budget and full state history."""
+    task = _task_or_404(task_id)
+    _visible(task)
+    return task_json(task, detail=True)
+
+
+@bp.get("/tasks/<int:task_id>/events")
+@require("admin", "agent")
+def task_events(task_id: int):
+    task = _task_or_404(task_id)
+    _visible(task)
+    query = select(ProgressEvent).where(ProgressEvent.task_id == task.id).order_by(ProgressEvent.id)
+    return paginate(get_session(), query, "api.task_events", event_json, task_id=task_id)
+
+
+@bp.post("/tasks/<int:task_id>/cancel")
+@require("admin")
+def cancel_task(task_id: int):
+    task = _task_or_404(task_id, lock=True)
+    session = get_session()
+    actor = current_principal().actor
+    reason = (request.get_json(silent=True) or {}).get("reason") or "cancelled by an admin"
+    tasks.cancel_task(session, task, actor=actor, reason=str(reason))
+    audit.record(session, actor, "task.cancel", str(task.id))
+    session.commit()
+    return task_json(task, detail=True)
+
+
+@bp.post("/tasks/<int:task_id>/retry")
+@require("admin")
+def retry_task(task_id: int):
+    """Queue a failed task again now, whatever its attempt count."""
+    task = _task_or_404(task_id, lock=True)
+    session = get_session()
+    actor = current_principal().actor
+    task.retry_at = None
+    tasks.transition(session, task, TaskState.QUEUED, actor=actor, reason="retried by an admin")
+    audit.record(session, actor, "task.retry", str(task.id))
+    session.commit()
+    services().processor.notify()
+    return task_json(task, detail=True)
+
+
+@bp.post("/tasks/<int:task_id>/claim")
+@require("agent")
+def claim_task(task_id: int):
+    """Confirm a claim read from a queue: 200 with the task, or 409/403 (acknowledge and drop)."""
+    session = get_session()
+    principal = current_principal()
+    try:
+        task = tasks.claim_task(session, services().config, task_id, principal.agent, utcnow())
+    except (Conflict, Forbidden):
+        session.commit()  # keep queue_entry=NULL so the task is offered again
+        raise
+    outbox.comment(
+        session,
+        task.repository,
+        task.issue_number,
+        f"Agent `{principal.name}` picked this up ({task.specialty}, complexity "
+        f"{task.complexity}, attempt {task.attempts}).",
+    )
+    audit.record(session, principal.actor, "task.claim", str(task.id))
+    session.commit()
+    return task_json(task, detail=True)
+
+
+@bp.post("/tasks/<int:task_id>/release")
+@require("agent")
+def release_task(task_id: int):
+    """The agent hands a task back (warm stop, drain): it is queued for another agent."""
+    task = _owned(task_id)
+    session = get_session()
+    principal = current_principal()
+    reason = str((request.get_json(silent=True) or {}).get("reason") or "handed back")
+    tasks.transition(session, task, TaskState.QUEUED, actor=principal.actor, reason=reason)
+    audit.record(session, principal.actor, "task.release", str(task.id), reason=reason)
+    session.commit()
+    services().processor.notify()
+    return task_json(task)
+
+
+@bp.patch("/tasks/<int:task_id>")
+@require("agent")
+def update_task(task_id: int):
+    """Progress of the state (in_progress, testing, review) and the branch/PR as they appear."""
+    task = _owned(task_id)
+    data = json_body()
+    session = get_session()
+    principal = current_principal()
+    for key, kind in (("branch", str), ("pr_number", int), ("pr_url", str)):
+        if key in data:
+            setattr(task, key, typed(data, key, kind))
+    if "state" in data:
+        try:
+            state = TaskState(typed(data, "state", str))
+        except ValueError as exc:
+            raise InvalidRequest(f"unknown state {data['state']!r}") from exc
+        if state not in AGENT_REPORTABLE:
+            raise InvalidRequest(
+                f"agents report {sorted(s.value for s in AGENT_REPORTABLE)} "
+                "here; completion and failure go to /result"
+            )
+        if state.value != task.state:
+            tasks.transition(
+                session, task, state, actor=principal.actor, reason=str(data.get("reason") or "")
+            )
+    session.commit()
+    return task_json(task)
+
+
+@bp.post("/tasks/<int:task_id>/events")
+@require("agent")
+def add_events(task_id: int):
+    """Progress events (turns, tool calls, tests, tokens, cost); token and cost fields add up."""
+    task = _owned(task_id)
+    data = json_body("events")
+    events = typed(data, "events", list)
+    if not 0 < len(events) <= MAX_EVENTS_PER_CALL:
+        raise InvalidRequest(f"send 1 to {MAX_EVENTS_PER_CALL} events per call")
+    session = get_session()
+    for item in events:
+        if not isinstance(item, dict) or not isinstance(item.get("kind"), str):
+            raise InvalidRequest("each event needs a string kind and an optional data object")
+        payload = typed(item, "data", dict, {})
+        task.input_tokens += _count(payload, "input_tokens")
+        task.output_tokens += _count(payload, "output_tokens")
+        task.cost_usd = Decimal(task.cost_usd or 0) + Decimal(str(_amount(payload, "cost_usd")))
+        session.add(
+            ProgressEvent(
+                task_id=task.id, agent_id=task.agent_id, kind=item["kind"][:40], data=payload
+            )
+        )
+    session.commit()
+    return {
+        "accepted": len(events),
+        "input_tokens": task.input_tokens,
+        "output_tokens": task.output_tokens,
+        "cost_usd": float(task.cost_usd),
+    }
+
+
+def _count(payload: dict, key: str) -> int:
+    value = payload.get(key, 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidRequest(f"{key} must be a non-negative integer")
+    return value
+
+
+def _amount(payload: dict, key: str) -> float:
+    value = payload.get(key, 0)
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise InvalidRequest(f"{key} must be a non-negative number")
+    return float(value)
+
+
+@bp.post("/tasks/<int:task_id>/result")
+@require("agent")
+def finish_task(task_id: int):
+    """The end of a run: ``completed`` (with the PR) or ``failed`` (with the error)."""
+    task = _owned(task_id)
+    data = json_body("outcome")
+    session = get_session()
+    ccc = services()
+    principal = current_principal()
+    outcome = typed(data, "outcome", str)
+    for key, kind in (("branch", str), ("pr_number", int), ("pr_url", str)):
+        if key in data:
+            setattr(task, key, typed(data, key, kind))
+    task.result = {k: data[k] for k in ("summary", "tests", "pushed_commit", "limit") if k in data}
+    if outcome == "completed":
+        if not task.pr_url:
+            raise InvalidRequest("a completed task needs pr_url")
+        if task.state != TaskState.REVIEW.value:
+            tasks.transition(
+                session, task, TaskState.REVIEW, actor=principal.actor, reason="pull request ready"
+            )
+        tasks.transition(
+            session, task, TaskState.COMPLETED, actor=principal.actor, reason=f"PR {task.pr_url}"
+        )
+        outbox.comment(session, task.repository, task.issue_number, _summary_comment(task))
+    elif outcome == "failed":
+        tasks.fail_task(
+            session,
+            ccc.config,
+            task,
+            actor=principal.actor,
+            error=str(data.get("error") or "the agent reported a failure"),
+        )
+    else:
+        raise InvalidRequest("outcome must be completed or failed")
+    audit.record(session, principal.actor, f"task.{outcome}", str(task.id))
+    session.commit()
+    ccc.processor.notify()
+    return task_json(task, detail=True)
+
+
+def _summary_comment(task: Task) -> str:
+    tests = task.result.get("tests") or {}
+    if tests:
+        verdict = (
+            "passed" if tests.get("failed", 0) == 0 and tests.get("exit_code") == 0 else "FAILED"
+        )
+        test_line = (
+            f"Tests ({tests.get('command', 'tests')}): {verdict}, "
+            f"{tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed."
+        )
+    else:
+        test_line = "No test suite was found."
+    return (
+        f"Pull request: {task.pr_url}\n\n{task.result.get('summary') or ''}\n\n{test_line}\n"
+        f"Tokens: {task.input_tokens} in / {task.output_tokens} out; "
+        f"cost ${float(task.cost_usd):.4f}."
+    ).replace("\n\n\n", "\n\n")

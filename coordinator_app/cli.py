@@ -1,0 +1,159 @@
+"""`ccc`: the coordinator's command line (migrations, admins, agent keys, GitHub sync, worker)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+
+import click
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from coordinator_app import agents as registry
+from coordinator_app import audit, migrate
+from coordinator_app.config import SPECIALTIES, CoordinatorConfig
+from coordinator_app.exceptions import CoordinatorError
+from coordinator_app.models import AdminUser
+
+
+def _config(ctx: click.Context) -> CoordinatorConfig:
+    try:
+        return CoordinatorConfig.load(ctx.obj.get("config_path"))
+    except CoordinatorError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Config file (default: $CCC_CONFIG or /etc/claude-coordinator/coordinator.toml).",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """Claude Code Cluster coordinator administration."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = {"config_path": config_path}
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Migrate the database to the newest schema (safe to run again)."""
+    config = _config(ctx)
+    migrate.upgrade(config.database_url)
+    click.echo(f"database at revision {migrate.current(config.database_url)}")
+
+
+def _database(ctx: click.Context):
+    from coordinator_app.db import Database
+
+    return Database(_config(ctx).database_url)
+
+
+@main.command("create-admin")
+@click.argument("username")
+@click.option(
+    "--password-env",
+    default="CCC_ADMIN_PASSWORD",
+    show_default=True,
+    help="Environment variable holding the password (else you are prompted).",
+)
+@click.option("--update/--no-update", default=False, help="Change the password if the user exists.")
+@click.pass_context
+def create_admin(ctx: click.Context, username: str, password_env: str, update: bool) -> None:
+    """Create an admin user (or, with --update, reset its password). Prints changed/unchanged."""
+    password = os.environ.get(password_env) or click.prompt(
+        "Password", hide_input=True, confirmation_prompt=True
+    )
+    if len(password) < 12:
+        raise click.ClickException("the password must be at least 12 characters")
+    database = _database(ctx)
+    with database.session() as session:
+        user = session.scalar(select(AdminUser).where(AdminUser.username == username))
+        if user and not update:
+            click.echo(f"admin {username} unchanged (exists)")
+            return
+        if user is None:
+            user = AdminUser(username=username, password_hash="")
+            session.add(user)
+        user.password_hash = generate_password_hash(password)
+        audit.record(session, "cli", "admin.create", username)
+    database.dispose()
+    click.echo(f"admin {username} changed")
+
+
+@main.command("create-agent")
+@click.argument("name")
+@click.option(
+    "--specialty",
+    "specialties",
+    multiple=True,
+    type=click.Choice(SPECIALTIES),
+    required=True,
+    help="Repeat for several.",
+)
+@click.option("--max-tasks", default=1, show_default=True)
+@click.option("--clearance", default="standard", type=click.Choice(["standard", "restricted"]))
+@click.pass_context
+def create_agent(ctx, name: str, specialties: tuple[str, ...], max_tasks: int, clearance: str):
+    """Register an agent and print its key as JSON (shown only this once)."""
+    database = _database(ctx)
+    try:
+        with database.session() as session:
+            agent, key = registry.register_agent(
+                session, registry.AgentSpec(name, list(specialties), max_tasks, clearance)
+            )
+            audit.record(session, "cli", "agent.register", name)
+            click.echo(json.dumps({"id": agent.id, "name": agent.name, "key": key}))
+    except CoordinatorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        database.dispose()
+
+
+@main.command("sync-github")
+@click.pass_context
+def sync_github(ctx: click.Context) -> None:
+    """Poll the configured repositories for labelled issues once (the webhook fallback)."""
+    app = _app(ctx)
+    created = app.extensions["ccc"].processor.poll()
+    click.echo(f"{created} task(s) created")
+
+
+@main.command("process")
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between passes.")
+@click.pass_context
+def process(ctx: click.Context, interval: float) -> None:
+    """Run the background processor in the foreground (instead of inside the web server)."""
+    processor = _app(ctx).extensions["ccc"].processor
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    processor.start(interval)
+    with contextlib.suppress(KeyboardInterrupt):
+        stopped.wait()
+    processor.stop()
+
+
+def _app(ctx: click.Context):
+    from coordinator_app import create_app
+
+    try:
+        return create_app(_config(ctx))
+    except CoordinatorError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The coordinator's configuration: defaults in code, then a TOML file, then the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coordinator_app.exceptions import ConfigError
+
+DEFAULT_CONFIG_FILE = "/etc/claude-coordinator/coordinator.toml"
+ENV_PREFIX = "CCC_"
+SPECIALTIES = (
+    "backend",
+    "frontend",
+    "testing",
+    "devops",
+    "database",
+    "security",
+    "documentation",
+    "general",
+)
+
+
+@dataclass
+class Budget:
+    """Per-task limits handed to the agent with each task."""
+
+    max_turns: int = 40  # model round trips
+    max_tokens: int = 2_000_000  # input + output tokens over the whole task
+    max_dollars: float = 5.0  # priced by the agent from its model price table
+    max_seconds: int = 3600  # wall time from claim to PR
+
+
+@dataclass
+class CoordinatorConfig:
+    """Every coordinator setting; each field can be set in the file or as CCC_<FIELD>."""
+
+    # Where state lives.
+    database_url: str = "postgresql+psycopg://claude@localhost/claude"
+    redis_url: str = "redis://localhost:6379/0"
+    # Signs sessions, CSRF tokens and agent bearer tokens. Required outside tests.
+    secret_key: str = ""
+    # GitHub: the API base URL (api.github.com or <host>/api/v3), a token for the cluster's bot.
+    github_api_url: str = "https://api.github.com"
+    github_token: str = ""
+    webhook_secret: str = ""
+    max_webhook_bytes: int = 5 * 1024 * 1024  # GitHub caps payloads at 25 MB; ours are small
+    # Triggers.
+    trigger_label: str = "claude"
+    trigger_phrase: str = "@claude"
+    # Users who may trigger work without write permission on the repository.
+    trigger_allowlist: list[str] = field(default_factory=list)
+    # Repositories polled when webhooks cannot reach the coordinator ("owner/name").
+    poll_repositories: list[str] = field(default_factory=list)
+    poll_interval_seconds: int = 60
+    # Labels that mark a task restricted, and the level each means.
+    security_labels: dict[str, str] = field(default_factory=lambda: {"security": "restricted"})
+    # Limits.
+    max_concurrent_tasks: int = 20  # cluster-wide cap on assigned..review tasks
+    max_concurrent_per_repo: int = 5
+    max_attempts: int = 3  # runs of one task before it stays failed
+    retry_backoff_seconds: int = 60  # doubled per attempt
+    budget: Budget = field(default_factory=Budget)
+    # Liveness.
+    lease_seconds: int = 90  # a claimed task is handed back when its lease is not renewed
+    heartbeat_seconds: int = 15  # what agents are told to use
+    agent_token_seconds: int = 3600  # lifetime of an agent's bearer token
+    # Rate limits per client address, requests per minute.
+    webhook_rate_per_minute: int = 6000
+    api_rate_per_minute: int = 6000
+    # Bearer token Prometheus uses to scrape /metrics (API tokens work too).
+    metrics_token: str = ""
+    # Run the background processor (deliveries, leases, GitHub outbox) in this process.
+    background_processing: bool = True
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike | None = None,
+        environ: dict[str, str] | None = None,
+        **overrides: Any,
+    ) -> CoordinatorConfig:
+        """Defaults, then the TOML file (if any), then CCC_* variables, then ``overrides``."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        file = Path(path or environ.get(f"{ENV_PREFIX}CONFIG", DEFAULT_CONFIG_FILE))
+        if path or file.exists():
+            try:
+                values.update(tomllib.loads(file.read_text()))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"cannot read config file {file}: {exc}") from exc
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        for key, raw in environ.items():
+            if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in names:
+                values[key[len(ENV_PREFIX) :].lower()] = raw
+        values.update(overrides)
+        return cls.from_mapping(values)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> CoordinatorConfig:
+        """Build and validate a config; a bad value fails naming its field."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+        kwargs = {}
+        for name, raw in values.items():
+            kwargs[name] = _coerce(name, names[name].type, raw)
+        config = cls(**kwargs)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Refuse settings the coordinator cannot run with."""
+        for name in ("lease_seconds", "heartbeat_seconds", "max_concurrent_tasks", "max_attempts"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.heartbeat_seconds * 2 > self.lease_seconds:
+            raise ConfigError(
+                f"lease_seconds ({self.lease_seconds}) must be at least twice heartbeat_seconds "
+                f"({self.heartbeat_seconds}), or one late heartbeat loses the task"
+            )
+        if not self.database_url.startswith("postgresql"):
+            raise ConfigError(f"database_url must be a PostgreSQL URL, got {self.database_url!r}")
+
+
+def _coerce(name: str, kind: str, raw: Any) -> Any:
+    """Turn file or environment values into the field's type, with an error naming the field."""
+    try:
+        if kind == "Budget":
+            if isinstance(raw, Budget):
+                return raw
+            if not isinstance(raw, dict):
+                raise TypeError("expected a table of limits")
+            return Budget(
+                **{
+                    k: _coerce(f"budget.{k}", type(getattr(Budget(), k)).__name__, v)
+                    for k, v in raw.items()
+                }
+            )
+        if kind == "bool" and isinstance(raw, str):
+            if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+                raise ValueError(f"not a boolean: {raw!r}")
+            return raw.lower() in {"1", "true", "yes"}
+        if kind in ("int", "float"):
+            if isinstance(raw, bool):
+                raise TypeError("expected a number")
+            return int(raw) if kind == "int" else float(raw)
+        if kind.startswith("list") and isinstance(raw, str):
+            return [item.strip() for item in raw.split(",") if item.strip()]
+        if kind.startswith("dict") and isinstance(raw, str):
+            pairs = (item.split("=", 1) for item in raw.split(",") if item.strip())
+            return {key.strip(): value.strip() for key, value in pairs}
+        return raw
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}: {exc}") from exc

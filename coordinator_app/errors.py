@@ -1,0 +1,70 @@
+"""One error format for the whole API: ``{"error": {"status", "code", "message"}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from coordinator_app.exceptions import CoordinatorError, RateLimited
+
+logger = logging.getLogger(__name__)
+
+
+def error_response(status: int, message: str, code: str | None = None, **extra):
+    """A JSON error body with ``status``; ``code`` is a stable machine-readable name."""
+    body = {"error": {"status": status, "code": code or _code(status), "message": message}}
+    body["error"].update(extra)
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def _code(status: int) -> str:
+    return {
+        400: "invalid_request",
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        409: "conflict",
+        413: "too_large",
+        415: "unsupported_media_type",
+        429: "rate_limited",
+    }.get(status, "server_error")
+
+
+def _wants_json() -> bool:
+    return not request.path.startswith("/admin")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """JSON errors for the API and webhooks; the admin pages keep Flask's HTML pages."""
+
+    @app.errorhandler(CoordinatorError)
+    def _coordinator_error(exc: CoordinatorError):
+        _rollback()
+        response = error_response(exc.status, str(exc))
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        _rollback()
+        if not _wants_json():
+            return exc
+        return error_response(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        _rollback()
+        logger.error("Unhandled error on %s %s", request.method, request.path, exc_info=exc)
+        return error_response(500, "internal error; the coordinator's log has the details")
+
+
+def _rollback() -> None:
+    session = g.get("db_session")
+    if session is not None:
+        session.rollback()

@@ -1,0 +1,61 @@
+"""Errors the coordinator raises on purpose; each maps to one HTTP status in the API."""
+
+from __future__ import annotations
+
+
+class CoordinatorError(Exception):
+    """Base class; ``status`` is the HTTP status the API answers with."""
+
+    status = 500
+
+
+class ConfigError(CoordinatorError):
+    """A setting is missing or has a value the coordinator cannot use."""
+
+
+class InvalidRequest(CoordinatorError):
+    """The request is malformed or fails validation."""
+
+    status = 400
+
+
+class NotFound(CoordinatorError):
+    """The object does not exist (or the caller may not know it does)."""
+
+    status = 404
+
+
+class Unauthorized(CoordinatorError):
+    """No valid credentials."""
+
+    status = 401
+
+
+class Forbidden(CoordinatorError):
+    """Valid credentials, but not allowed to do this."""
+
+    status = 403
+
+
+class Conflict(CoordinatorError):
+    """The request clashes with the current state (e.g. a task already claimed)."""
+
+    status = 409
+
+
+class IllegalTransition(Conflict):
+    """A task state change the state machine does not allow."""
+
+    def __init__(self, task_id: int, current: str, requested: str) -> None:
+        super().__init__(f"task {task_id}: cannot go from {current} to {requested}")
+        self.task_id, self.current, self.requested = task_id, current, requested
+
+
+class RateLimited(CoordinatorError):
+    """Too many requests from one client."""
+
+    status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"rate limit exceeded, retry after {retry_after}s")
+        self.retry_after = retry_after

@@ -1,0 +1,238 @@
+"""From GitHub events to tasks: triggers, permissions, follow-ups, cancellation and analysis.
+
+Called by the background processor for each stored delivery, and by the polling sync with
+synthesised events, so both paths share every rule (and the one-live-task-per-issue guard).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from coordinator_app import outbox, tasks
+from coordinator_app.analysis import analyze
+from coordinator_app.config import CoordinatorConfig
+from coordinator_app.github_gateway import WRITE_PERMISSIONS, GitHubGateway
+from coordinator_app.models import Task
+from coordinator_app.states import TaskKind, TaskState
+
+logger = logging.getLogger(__name__)
+
+FOLLOW_UP_REVIEW_STATES = {"commented", "changes_requested"}
+
+
+class Intake:
+    """Applies the trigger rules to one event and returns what it did, in words."""
+
+    def __init__(self, session: Session, config: CoordinatorConfig, gateway: GitHubGateway):
+        self.session, self.config, self.gateway = session, config, gateway
+
+    def handle(self, event: str, payload: dict) -> tuple[str, Task | None]:
+        """Act on one event; returns (outcome, task created or touched)."""
+        action = payload.get("action")
+        if event == "ping":
+            return "pong", None
+        repository = (payload.get("repository") or {}).get("full_name")
+        if not repository:
+            return "ignored: no repository in payload", None
+        if event == "issues" and action == "labeled":
+            return self._issue_labeled(repository, payload)
+        if event == "issues" and action == "closed":
+            return self._issue_closed(repository, payload["issue"]["number"])
+        if event == "issue_comment" and action == "created":
+            return self._comment(repository, payload)
+        if event == "pull_request_review" and action == "submitted":
+            review = payload["review"]
+            if (review.get("state") or "").lower() not in FOLLOW_UP_REVIEW_STATES:
+                return f"ignored: review state {review.get('state')}", None
+            return self._follow_up(
+                repository,
+                payload["pull_request"]["number"],
+                payload["sender"],
+                review.get("body") or "",
+                None,
+            )
+        if event == "pull_request_review_comment" and action == "created":
+            comment = payload["comment"]
+            return self._follow_up(
+                repository,
+                payload["pull_request"]["number"],
+                payload["sender"],
+                comment.get("body") or "",
+                comment,
+            )
+        return f"ignored: {event}.{action}", None
+
+    # Triggers -------------------------------------------------------------------------------
+
+    def _issue_labeled(self, repository: str, payload: dict) -> tuple[str, Task | None]:
+        label = (payload.get("label") or {}).get("name")
+        issue = payload["issue"]
+        if label != self.config.trigger_label:
+            return f"ignored: label {label!r} is not the trigger", None
+        if "pull_request" in issue:
+            return "ignored: label on a pull request", None
+        return self._issue_task(repository, issue, payload["sender"], f"labelled {label}")
+
+    def _comment(self, repository: str, payload: dict) -> tuple[str, Task | None]:
+        comment, issue, sender = payload["comment"], payload["issue"], payload["sender"]
+        if self._is_own(sender):
+            return "ignored: comment by the cluster itself", None
+        if self.config.trigger_phrase.lower() not in (comment.get("body") or "").lower():
+            return "ignored: no trigger phrase", None
+        if "pull_request" in issue:
+            return self._follow_up(repository, issue["number"], sender, comment["body"], None)
+        return self._issue_task(repository, issue, sender, "trigger phrase in a comment")
+
+    def _issue_task(
+        self, repository: str, issue: dict, sender: dict, why: str
+    ) -> tuple[str, Task | None]:
+        number, login = issue["number"], sender["login"]
+        if tasks.live_task(self.session, repository, number):
+            return f"duplicate: #{number} already has a live task", None
+        if not self._may_trigger(repository, login):
+            outbox.comment(
+                self.session,
+                repository,
+                number,
+                f"Thanks @{login}! Only collaborators with write access can ask the "
+                "cluster to work on an issue, so nothing was started. A maintainer "
+                f"can add the `{self.config.trigger_label}` label.",
+            )
+            return f"refused: {login} may not trigger work", None
+        task = tasks.create_task(
+            self.session,
+            self.config,
+            repository=repository,
+            issue_number=number,
+            title=issue.get("title") or "",
+            body=issue.get("body") or "",
+            requested_by=login,
+            reason=why,
+        )
+        if task is None:
+            return f"duplicate: #{number} already has a live task", None
+        labels = [lbl["name"] for lbl in issue.get("labels") or []]
+        self.analyze_and_queue(task, labels)
+        return f"created task {task.id}", task
+
+    def _follow_up(
+        self, repository: str, pr_number: int, sender: dict, text: str, comment: dict | None
+    ) -> tuple[str, Task | None]:
+        parent = self.session.scalar(
+            select(Task)
+            .where(Task.repository == repository, Task.pr_number == pr_number)
+            .order_by(Task.id.desc())
+            .limit(1)
+        )
+        if parent is None:
+            return f"ignored: PR #{pr_number} was not opened by the cluster", None
+        if self._is_own(sender):
+            return "ignored: review by the cluster itself", None
+        if not self._may_trigger(repository, sender["login"]):
+            return f"refused: {sender['login']} may not trigger work", None
+        where = f" on {comment['path']}:{comment.get('line')}" if comment else ""
+        body = f"Review feedback on PR #{pr_number}{where} from @{sender['login']}:\n\n{text}"
+        task = tasks.create_task(
+            self.session,
+            self.config,
+            repository=repository,
+            issue_number=parent.issue_number,
+            title=f"Address review on PR #{pr_number}: {parent.title}",
+            body=body,
+            requested_by=sender["login"],
+            kind=TaskKind.FOLLOW_UP,
+            parent=parent,
+            reason=f"review feedback on PR #{pr_number}",
+        )
+        if task is None:
+            return f"duplicate: #{parent.issue_number} already has a live task", None
+        self.analyze_and_queue(task, [], specialty=parent.specialty)
+        return f"created follow-up task {task.id}", task
+
+    def _issue_closed(self, repository: str, number: int) -> tuple[str, Task | None]:
+        task = tasks.live_task(self.session, repository, number)
+        if task is None:
+            return "no live task to cancel", None
+        tasks.cancel_task(self.session, task, actor="github", reason="issue closed")
+        return f"cancelled task {task.id}", task
+
+    # Rules ----------------------------------------------------------------------------------
+
+    def _may_trigger(self, repository: str, login: str) -> bool:
+        if login in self.config.trigger_allowlist:
+            return True
+        return self.gateway.permission(repository, login) in WRITE_PERMISSIONS
+
+    def _is_own(self, sender: dict) -> bool:
+        return sender.get("type") == "Bot" or sender.get("login") == self.gateway.login
+
+    def analyze_and_queue(
+        self,
+        task: Task,
+        labels: list[str],
+        specialty: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """pending → analyzing → queued, or back to pending while a dependency is open."""
+        tasks.transition(
+            self.session,
+            task,
+            TaskState.ANALYZING,
+            actor="system",
+            now=now,
+            reason="analysis started",
+        )
+        result = analyze(task.title, task.body, labels, self.config.security_labels)
+        task.specialty = specialty or result.specialty
+        task.complexity = result.complexity
+        task.security_level = result.security_level
+        task.depends_on = result.depends_on
+        task.analysis = {**result.as_dict(), "labels": labels}
+        if specialty:
+            task.analysis["reasons"].append(f"follow-up keeps the {specialty} specialty")
+        self.queue_if_ready(task, now)
+
+    def queue_if_ready(self, task: Task, now: datetime | None = None) -> bool:
+        """Queue an analysed task whose dependencies are done; otherwise hold it in pending."""
+        waiting = [n for n in task.depends_on if not self._dependency_done(task.repository, n)]
+        if waiting:
+            if task.state != TaskState.PENDING.value:
+                reason = "waiting for " + ", ".join(f"#{n}" for n in waiting)
+                tasks.transition(
+                    self.session, task, TaskState.PENDING, actor="system", reason=reason, now=now
+                )
+            return False
+        if task.state == TaskState.PENDING.value:
+            tasks.transition(
+                self.session,
+                task,
+                TaskState.ANALYZING,
+                actor="system",
+                now=now,
+                reason="dependencies done",
+            )
+        tasks.transition(
+            self.session,
+            task,
+            TaskState.QUEUED,
+            actor="system",
+            now=now,
+            reason=f"{task.specialty}, complexity {task.complexity}",
+        )
+        return True
+
+    def _dependency_done(self, repository: str, number: int) -> bool:
+        done = self.session.scalar(
+            select(Task.id)
+            .where(
+                Task.repository == repository,
+                Task.issue_number == number,
+                Task.state == TaskState.COMPLETED.value,
+            )
+            .limit(1)
+        )
+        return done is not None or self.gateway.issue_is_closed(repository, number)

@@ -1,0 +1,220 @@
+"""PostgreSQL schema: the source of truth for tasks, agents, deliveries and the audit log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from coordinator_app.states import LIVE_STATES, TaskKind, TaskState
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC (every stored timestamp is)."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with UTC timestamps and JSONB for dicts."""
+
+    type_annotation_map: ClassVar = {datetime: DateTime(timezone=True), dict[str, Any]: JSONB}
+
+
+class Task(Base):
+    """One unit of work: an issue to implement or review comments to address."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), default=TaskKind.ISSUE.value)
+    repository: Mapped[str] = mapped_column(String(200))  # "owner/name"
+    issue_number: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text, default="")
+    requested_by: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(20), default=TaskState.PENDING.value)
+    specialty: Mapped[str | None] = mapped_column(String(20))
+    complexity: Mapped[str | None] = mapped_column(String(10))
+    security_level: Mapped[str] = mapped_column(String(20), default="standard")
+    # Why the analysis chose this specialty/complexity: shown in the API and admin pages.
+    analysis: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    depends_on: Mapped[list[int]] = mapped_column(ARRAY(Integer), default=list)  # issue numbers
+    budget: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    lease_expires_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    retry_at: Mapped[datetime | None]
+    # The Redis stream entry that offers this task; NULL while queued means "enqueue it again"
+    # (Redis was down at the time, or lost its data).
+    queue_entry: Mapped[str | None] = mapped_column(String(40))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
+    branch: Mapped[str | None] = mapped_column(String(200))
+    pr_number: Mapped[int | None] = mapped_column(Integer)
+    pr_url: Mapped[str | None] = mapped_column(Text)
+    # Totals over the task's progress events.
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_usd: Mapped[float] = mapped_column(Numeric(12, 6), default=0)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    agent: Mapped[Agent | None] = relationship(back_populates="tasks")
+    transitions: Mapped[list[TaskTransition]] = relationship(
+        back_populates="task", order_by="TaskTransition.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        # One live task per issue, enforced by the database: concurrent duplicate webhooks race
+        # to insert and exactly one wins.
+        Index(
+            "uq_tasks_one_live_per_issue",
+            "repository",
+            "issue_number",
+            unique=True,
+            postgresql_where=text(
+                "state IN (" + ", ".join(f"'{s.value}'" for s in sorted(LIVE_STATES)) + ")"
+            ),
+        ),
+        Index("ix_tasks_state", "state"),
+        Index("ix_tasks_agent_id", "agent_id"),
+    )
+
+    @property
+    def task_state(self) -> TaskState:
+        return TaskState(self.state)
+
+
+class TaskTransition(Base):
+    """One recorded state change: when, from what, to what, by whom and why."""
+
+    __tablename__ = "task_transitions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(120))  # "system", "agent:NAME", "admin:NAME", ...
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    task: Mapped[Task] = relationship(back_populates="transitions")
+
+
+class ProgressEvent(Base):
+    """What an agent reports while it works: turns, tool calls, test results, tokens, cost."""
+
+    __tablename__ = "progress_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Agent(Base):
+    """A registered claude-agent service."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    # SHA-256 of the agent's key: keys are 256-bit random, so a slow hash buys nothing.
+    key_hash: Mapped[str] = mapped_column(String(64))
+    specialties: Mapped[list[str]] = mapped_column(ARRAY(String(40)), default=list)
+    capabilities: Mapped[list[str]] = mapped_column(ARRAY(String(40)), default=list)
+    clearance: Mapped[str] = mapped_column(String(20), default="standard")
+    max_tasks: Mapped[int] = mapped_column(Integer, default=1)
+    draining: Mapped[bool] = mapped_column(default=False)
+    reported_state: Mapped[str | None] = mapped_column(String(20))  # what the agent last said
+    load: Mapped[float] = mapped_column(Numeric(5, 3), default=0)
+    version: Mapped[str | None] = mapped_column(String(40))
+    address: Mapped[str | None] = mapped_column(String(200))
+    last_heartbeat_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    tasks: Mapped[list[Task]] = relationship(back_populates="agent")
+
+
+class WebhookDelivery(Base):
+    """A GitHub webhook delivery, stored before it is acted on (keyed by X-GitHub-Delivery)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event: Mapped[str] = mapped_column(String(60))
+    action: Mapped[str | None] = mapped_column(String(60))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(20), default="received", index=True)
+    outcome: Mapped[str] = mapped_column(Text, default="")
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+
+
+class OutboxMessage(Base):
+    """A GitHub side effect (label, comment) committed with the change that caused it.
+
+    The background processor sends them with retries, so a GitHub outage delays the issue's
+    label but never loses it or blocks a state change.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AdminUser(Base):
+    """A person who logs in to the admin pages or the API."""
+
+    __tablename__ = "admin_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    # Flask-Login's user protocol.
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class AuditEntry(Base):
+    """Who changed what, when and from where (admins and agents)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(60))
+    target: Mapped[str] = mapped_column(String(120), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))

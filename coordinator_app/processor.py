@@ -1,0 +1,252 @@
+"""The coordinator's background work: deliveries, analysis holds, leases, retries, offers, outbox.
+
+Every step runs in its own transaction and locks rows with SKIP LOCKED, so several coordinator
+processes (gunicorn workers, or replicas) can run it side by side without doing anything twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import redis
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from coordinator_app import agents, tasks
+from coordinator_app.config import CoordinatorConfig
+from coordinator_app.db import Database
+from coordinator_app.github_gateway import GitHubGateway, send_outbox
+from coordinator_app.intake import Intake
+from coordinator_app.models import Task, WebhookDelivery, utcnow
+from coordinator_app.queues import TaskQueues, queue_name
+from coordinator_app.states import TaskState
+
+logger = logging.getLogger(__name__)
+
+DELIVERY_BATCH = 50
+DEPENDENCY_RECHECK = timedelta(seconds=10)
+
+
+class Processor:
+    """Runs the background steps once (``run_once``) or in a loop woken by ``notify``."""
+
+    def __init__(
+        self,
+        database: Database,
+        config: CoordinatorConfig,
+        queues: TaskQueues,
+        gateway: GitHubGateway,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.database, self.config, self.queues, self.gateway = database, config, queues, gateway
+        self.clock = clock
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_poll = 0.0
+
+    def notify(self) -> None:
+        """Wake the loop now (a webhook was stored), instead of at the next tick."""
+        self._wake.set()
+
+    def run_once(self) -> dict[str, int]:
+        """One pass over every step; each failure is logged and the other steps still run."""
+        counts: dict[str, int] = {}
+        for name, step in (
+            ("rebuilt", self.rebuild_queues_if_lost),
+            ("deliveries", self.process_deliveries),
+            ("released", self.release_dependencies),
+            ("reaped", self.reap_leases),
+            ("retried", self.retry_failed),
+            ("offered", self.offer_queued),
+            ("outbox", self.send_outbox),
+            ("polled", self.poll_if_due),
+        ):
+            try:
+                counts[name] = step()
+            except (SQLAlchemyError, redis.RedisError, OSError) as exc:
+                logger.warning("Processor step %s failed: %s", name, exc)
+                counts[name] = -1
+            except Exception:
+                logger.exception("Processor step %s crashed", name)
+                counts[name] = -1
+        return counts
+
+    # Steps ----------------------------------------------------------------------------------
+
+    def rebuild_queues_if_lost(self) -> int:
+        """If Redis lost the queues, recreate them and offer every queued task again."""
+        if self.queues.intact():
+            return 0
+        self.queues.ensure()
+        with self.database.session() as session:
+            result = session.execute(
+                update(Task).where(Task.state == TaskState.QUEUED.value).values(queue_entry=None)
+            )
+        logger.warning(
+            "Redis had lost the queues: recreated, %s queued task(s) to offer again",
+            result.rowcount,
+        )
+        return result.rowcount
+
+    def process_deliveries(self) -> int:
+        """Act on stored webhook deliveries, oldest first."""
+        done = 0
+        while True:
+            with self.database.session() as session:
+                delivery = session.scalar(
+                    select(WebhookDelivery)
+                    .where(WebhookDelivery.status == "received")
+                    .order_by(WebhookDelivery.received_at)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
+                if delivery is None:
+                    return done
+                self._process(session, delivery)
+                done += 1
+            if done >= DELIVERY_BATCH:
+                return done
+
+    def _process(self, session, delivery: WebhookDelivery) -> None:
+        try:
+            with session.begin_nested():
+                outcome, task = Intake(session, self.config, self.gateway).handle(
+                    delivery.event, delivery.payload
+                )
+            delivery.status = "ignored" if outcome.startswith("ignored") else "processed"
+            delivery.task_id = task.id if task else None
+        except Exception as exc:
+            # Recorded, not retried forever: an admin sees it and can redeliver from GitHub.
+            logger.warning("Delivery %s failed: %s", delivery.id, exc, exc_info=True)
+            outcome, delivery.status = f"error: {exc}", "failed"
+        delivery.outcome = outcome[:2000]
+        delivery.processed_at = self.clock()
+        logger.info(
+            "Delivery %s (%s.%s): %s", delivery.id, delivery.event, delivery.action, outcome
+        )
+
+    def release_dependencies(self) -> int:
+        """Queue pending tasks whose dependencies have completed since the last look."""
+        now = self.clock()
+        released = 0
+        with self.database.session() as session:
+            held = session.scalars(
+                select(Task)
+                .where(
+                    Task.state == TaskState.PENDING.value,
+                    Task.updated_at < now - DEPENDENCY_RECHECK,
+                )
+                .with_for_update(skip_locked=True)
+            ).all()
+            intake = Intake(session, self.config, self.gateway)
+            for task in held:
+                if task.specialty is None:  # never analysed (crash mid-way): start over
+                    intake.analyze_and_queue(task, task.analysis.get("labels", []), now=now)
+                    released += task.state == TaskState.QUEUED.value
+                elif intake.queue_if_ready(task, now):
+                    released += 1
+                else:
+                    task.updated_at = now  # look again after DEPENDENCY_RECHECK
+        return released
+
+    def reap_leases(self) -> int:
+        with self.database.session() as session:
+            return len(tasks.reap_expired_leases(session, self.clock()))
+
+    def retry_failed(self) -> int:
+        with self.database.session() as session:
+            return len(tasks.retry_due(session, self.clock()))
+
+    def offer_queued(self) -> int:
+        """Put queued tasks that are on no Redis queue yet onto one, within the caps."""
+        now = self.clock()
+        offered = 0
+        with self.database.session() as session:
+            waiting = session.scalars(
+                select(Task)
+                .where(Task.state == TaskState.QUEUED.value, Task.queue_entry.is_(None))
+                .order_by(Task.id)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not waiting:
+                return 0
+            live = agents.live_specialties(session, self.config, now)
+            for task in waiting:
+                if not tasks.has_capacity(session, self.config, task.repository):
+                    continue
+                queue = self._route(task, live)
+                task.queue_entry = self.queues.offer(task.id, queue)
+                offered += 1
+        return offered
+
+    def _route(self, task: Task, live: set[str]) -> str:
+        specialty = task.specialty or "general"
+        if specialty not in live and task.security_level == "standard" and live:
+            note = f"no live {specialty} agent: offered to general"
+            if note not in task.analysis.get("reasons", []):
+                task.analysis = {
+                    **task.analysis,
+                    "reasons": [*task.analysis.get("reasons", []), note],
+                }
+            specialty = "general"
+        return queue_name(specialty, task.security_level)
+
+    def send_outbox(self) -> int:
+        with self.database.session() as session:
+            return send_outbox(session, self.gateway, self.clock())
+
+    def poll_if_due(self) -> int:
+        """The polling fallback: feed labelled issues through the same intake as webhooks."""
+        if not self.config.poll_repositories:
+            return 0
+        if time.monotonic() - self._last_poll < self.config.poll_interval_seconds:
+            return 0
+        self._last_poll = time.monotonic()
+        return self.poll()
+
+    def poll(self) -> int:
+        """List labelled issues of every polled repository and create missing tasks."""
+        created = 0
+        for repository in self.config.poll_repositories:
+            for issue in self.gateway.labelled_issues(repository, self.config.trigger_label):
+                sender = {"login": issue["labeled_by"] or issue["user"], "type": "User"}
+                payload = {
+                    "action": "labeled",
+                    "label": {"name": self.config.trigger_label},
+                    "repository": {"full_name": repository},
+                    "sender": sender,
+                    "issue": {**issue, "labels": [{"name": n} for n in issue["labels"]]},
+                }
+                with self.database.session() as session:
+                    outcome, task = Intake(session, self.config, self.gateway).handle(
+                        "issues", payload
+                    )
+                created += task is not None
+                logger.debug("Poll %s#%s: %s", repository, issue["number"], outcome)
+        return created
+
+    # Loop -----------------------------------------------------------------------------------
+
+    def start(self, interval: float = 1.0) -> None:
+        """Run the loop in a daemon thread until ``stop``."""
+        self._thread = threading.Thread(
+            target=self._loop, args=(interval,), name="ccc-processor", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(10)
+
+    def _loop(self, interval: float) -> None:
+        while not self._stop.is_set():
+            self.run_once()
+            self._wake.wait(interval)
+            self._wake.clear()

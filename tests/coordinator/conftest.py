@@ -1,0 +1,142 @@
+"""Coordinator fixtures: a migrated database, the app bound to private PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+
+import pytest
+import redis
+from werkzeug.security import generate_password_hash
+
+from coordinator_app import create_app, migrate
+from coordinator_app.config import CoordinatorConfig
+from coordinator_app.models import AdminUser
+
+WEBHOOK_SECRET = "test-webhook-secret"
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def database_url(postgres_url):
+    migrate.upgrade(postgres_url)
+    return postgres_url
+
+
+def make_config(database_url: str, redis_url: str, **overrides) -> CoordinatorConfig:
+    values = {
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "secret_key": "test-secret-key-0123456789",
+        "webhook_secret": WEBHOOK_SECRET,
+        # Unreachable unless a test binds the GitHub simulator: nothing here may call GitHub.
+        "github_api_url": "http://127.0.0.1:9/api/v3",
+        "github_token": "unused",
+        "background_processing": False,
+    }
+    values.update(overrides)
+    return CoordinatorConfig.from_mapping(values)
+
+
+@pytest.fixture
+def config(database_url, redis_url):
+    return make_config(database_url, redis_url)
+
+
+@pytest.fixture
+def app(config):
+    app = create_app(config)
+    app.config["TESTING"] = True
+    ccc = app.extensions["ccc"]
+    ccc.queues.ensure()
+    yield app
+    ccc.database.dispose()
+    ccc.redis.close()
+    ccc.gateway.close()
+
+
+@pytest.fixture
+def ccc(app):
+    """The app's collaborators (config, database, redis, queues, processor)."""
+    return app.extensions["ccc"]
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def admin_user(ccc):
+    with ccc.database.session() as session:
+        session.add(
+            AdminUser(username="alice", password_hash=generate_password_hash(ADMIN_PASSWORD))
+        )
+    return "alice"
+
+
+@pytest.fixture
+def admin_headers(client, admin_user):
+    answer = client.post(
+        "/api/v1/auth/token", json={"username": admin_user, "password": ADMIN_PASSWORD}
+    )
+    assert answer.status_code == 200, answer.json
+    return {"Authorization": f"Bearer {answer.json['token']}"}
+
+
+class AgentHandle:
+    """A registered agent as a test drives it: its id, key and bearer headers."""
+
+    def __init__(self, client, admin_headers, name, specialties, **extra):
+        answer = client.post(
+            "/api/v1/agents",
+            json={"name": name, "specialties": specialties, **extra},
+            headers=admin_headers,
+        )
+        assert answer.status_code == 201, answer.json
+        self.id, self.name, self.key = answer.json["id"], name, answer.json["key"]
+        token = client.post("/api/v1/agents/token", json={"name": name, "key": self.key})
+        assert token.status_code == 200, token.json
+        self.headers = {"Authorization": f"Bearer {token.json['token']}"}
+        self.client = client
+
+    def heartbeat(self, tasks=(), state="idle", load=0.0):
+        answer = self.client.post(
+            f"/api/v1/agents/{self.id}/heartbeat",
+            json={"state": state, "load": load, "tasks": list(tasks), "version": "test"},
+            headers=self.headers,
+        )
+        assert answer.status_code == 200, answer.json
+        return answer.json
+
+
+@pytest.fixture
+def make_agent(client, admin_headers):
+    def factory(name="agent-1", specialties=("backend",), **extra):
+        return AgentHandle(client, admin_headers, name, list(specialties), **extra)
+
+    return factory
+
+
+def signed_delivery(
+    payload: dict | bytes, event: str, delivery: str | None = None, secret: str = WEBHOOK_SECRET
+) -> tuple[bytes, dict]:
+    """A webhook body and headers as GitHub sends them."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    headers = {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": f"sha256={signature}",
+        "Content-Type": "application/json",
+    }
+    return body, headers
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()

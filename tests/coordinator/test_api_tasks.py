@@ -1,0 +1,197 @@
+"""The task API as agents and admins use it: create, claim, report, finish, lease, pagination."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from coordinator_app.models import OutboxMessage, Task, utcnow
+from coordinator_app.processor import Processor
+from coordinator_app.queues import queues_for
+
+
+def create(client, admin_headers, number=1, title="Add /health endpoint", body="api server"):
+    answer = client.post(
+        "/api/v1/tasks",
+        json={"repository": "octo/app", "issue_number": number, "title": title, "body": body},
+        headers=admin_headers,
+    )
+    assert answer.status_code == 201, answer.json
+    assert answer.headers["Location"].endswith(f"/api/v1/tasks/{answer.json['id']}")
+    return answer.json
+
+
+def claim_next(ccc, client, agent, specialties=("backend",)):
+    """What the agent daemon does: read an offer from Redis, confirm it, acknowledge it."""
+    ccc.processor.offer_queued()
+    offer = ccc.queues.claim(agent.name, queues_for(list(specialties), "standard"), block_ms=0)
+    assert offer is not None, "nothing offered"
+    answer = client.post(f"/api/v1/tasks/{offer.task_id}/claim", headers=agent.headers)
+    ccc.queues.ack(offer)
+    return answer
+
+
+def test_task_from_creation_to_completion(ccc, client, admin_headers, make_agent):
+    task = create(client, admin_headers)
+    assert task["state"] == "queued" and task["specialty"] == "backend"
+    assert [h["to"] for h in task["history"]] == ["pending", "analyzing", "queued"]
+
+    agent = make_agent("be-1", ["backend"])
+    agent.heartbeat()
+    claimed = claim_next(ccc, client, agent)
+    assert claimed.status_code == 200, claimed.json
+    assert claimed.json["state"] == "assigned" and claimed.json["agent"] == "be-1"
+    assert claimed.json["budget"]["max_turns"] > 0
+
+    tid = task["id"]
+    for state in ("in_progress", "testing", "review"):
+        answer = client.patch(f"/api/v1/tasks/{tid}", json={"state": state}, headers=agent.headers)
+        assert answer.status_code == 200, answer.json
+    events = client.post(
+        f"/api/v1/tasks/{tid}/events",
+        json={"events": [
+            {"kind": "turn", "data": {"input_tokens": 1000, "output_tokens": 200,
+                                      "cost_usd": 0.006}},
+            {"kind": "turn", "data": {"input_tokens": 500, "output_tokens": 100,
+                                      "cost_usd": 0.003}},
+        ]},
+        headers=agent.headers,
+    )  # fmt: skip
+    assert events.json["input_tokens"] == 1500 and events.json["output_tokens"] == 300
+    done = client.post(
+        f"/api/v1/tasks/{tid}/result",
+        json={"outcome": "completed", "branch": "claude/issue-1-add-health", "pr_number": 4,
+              "pr_url": "http://gh/octo/app/pull/4",
+              "tests": {"command": "pytest", "passed": 3, "failed": 0, "exit_code": 0}},
+        headers=agent.headers,
+    )  # fmt: skip
+    assert done.status_code == 200, done.json
+    detail = client.get(f"/api/v1/tasks/{tid}", headers=admin_headers).json
+    assert [h["to"] for h in detail["history"]] == [
+        "pending", "analyzing", "queued", "assigned", "in_progress", "testing", "review",
+        "completed",
+    ]  # fmt: skip
+    assert abs(detail["cost_usd"] - 0.009) < 1e-9
+    with ccc.database.session() as session:
+        comments = [m.payload["body"] for m in session.query(OutboxMessage)
+                    if m.kind == "comment"]  # fmt: skip
+        labels = [m.payload["label"] for m in session.query(OutboxMessage)
+                  if m.kind == "state_label"]  # fmt: skip
+    assert any("picked this up" in c for c in comments)
+    assert any("http://gh/octo/app/pull/4" in c and "passed" in c for c in comments)
+    assert labels == ["claude:queued", "claude:in-progress", "claude:review", "claude:done"]
+
+
+def test_one_task_never_runs_on_two_agents(ccc, client, admin_headers, make_agent):
+    task = create(client, admin_headers)
+    first, second = make_agent("be-1"), make_agent("be-2")
+    assert claim_next(ccc, client, first).status_code == 200
+    # A duplicate offer (say, after a Redis rebuild) is refused by PostgreSQL.
+    again = client.post(f"/api/v1/tasks/{task['id']}/claim", headers=second.headers)
+    assert again.status_code == 409
+    assert "assigned, not queued" in again.json["error"]["message"]
+
+
+def test_expired_lease_hands_the_task_to_another_agent(ccc, client, admin_headers, make_agent):
+    task = create(client, admin_headers)
+    dead, alive = make_agent("be-1"), make_agent("be-2")
+    assert claim_next(ccc, client, dead).status_code == 200
+    later = utcnow() + timedelta(seconds=ccc.config.lease_seconds + 1)
+    reaper = Processor(ccc.database, ccc.config, ccc.queues, ccc.gateway, clock=lambda: later)
+    assert reaper.reap_leases() == 1
+    alive.heartbeat()
+    claimed = claim_next(ccc, client, alive)
+    assert claimed.status_code == 200 and claimed.json["agent"] == "be-2"
+    history = client.get(f"/api/v1/tasks/{task['id']}", headers=admin_headers).json["history"]
+    assert "lease expired (held by be-1)" in [h["reason"] for h in history]
+    # The dead agent comes back: its heartbeat tells it to stop the task it no longer holds.
+    assert dead.heartbeat(tasks=[task["id"]])["stop"] == [task["id"]]
+
+
+def test_heartbeat_renews_the_lease(ccc, client, admin_headers, make_agent):
+    task = create(client, admin_headers)
+    agent = make_agent("be-1")
+    claim_next(ccc, client, agent)
+    with ccc.database.session() as session:
+        session.get(Task, task["id"]).lease_expires_at = utcnow() + timedelta(seconds=1)
+    answer = agent.heartbeat(tasks=[task["id"]], state="busy", load=1.0)
+    assert answer["renewed"] == [task["id"]] and answer["stop"] == []
+    with ccc.database.session() as session:
+        lease = session.get(Task, task["id"]).lease_expires_at
+    assert lease > utcnow() + timedelta(seconds=ccc.config.lease_seconds - 5)
+
+
+def test_cancelled_task_is_reported_to_its_agent(ccc, client, admin_headers, make_agent):
+    task = create(client, admin_headers)
+    agent = make_agent("be-1")
+    claim_next(ccc, client, agent)
+    cancel = client.post(f"/api/v1/tasks/{task['id']}/cancel", headers=admin_headers)
+    assert cancel.status_code == 200 and cancel.json["state"] == "cancelled"
+    answer = agent.heartbeat(tasks=[task["id"]], state="busy")
+    assert answer["cancelled"] == [task["id"]]
+
+
+def test_release_requeues_and_failure_schedules_a_retry(ccc, client, admin_headers, make_agent):
+    task = create(client, admin_headers)
+    agent = make_agent("be-1")
+    claim_next(ccc, client, agent)
+    released = client.post(f"/api/v1/tasks/{task['id']}/release", json={"reason": "warm stop"},
+                           headers=agent.headers)  # fmt: skip
+    assert released.json["state"] == "queued"
+    claim_next(ccc, client, agent)
+    failed = client.post(f"/api/v1/tasks/{task['id']}/result",
+                         json={"outcome": "failed", "error": "tests never passed"},
+                         headers=agent.headers)  # fmt: skip
+    assert failed.json["state"] == "failed" and failed.json["retry_at"] is not None
+    later = utcnow() + timedelta(hours=1)
+    retrier = Processor(ccc.database, ccc.config, ccc.queues, ccc.gateway, clock=lambda: later)
+    assert retrier.retry_failed() == 1
+    assert (
+        client.get(f"/api/v1/tasks/{task['id']}", headers=admin_headers).json["state"] == "queued"
+    )
+
+
+def test_retries_are_bounded(ccc, client, admin_headers, make_agent):
+    task = create(client, admin_headers)
+    agent = make_agent("be-1")
+    for _ in range(ccc.config.max_attempts):
+        client.post(f"/api/v1/tasks/{task['id']}/retry", headers=admin_headers)
+        assert claim_next(ccc, client, agent).status_code == 200
+        client.post(f"/api/v1/tasks/{task['id']}/result", json={"outcome": "failed", "error": "x"},
+                    headers=agent.headers)  # fmt: skip
+    detail = client.get(f"/api/v1/tasks/{task['id']}", headers=admin_headers).json
+    assert detail["attempts"] == ccc.config.max_attempts and detail["retry_at"] is None
+
+
+def test_concurrency_cap_holds_tasks_back(ccc, client, admin_headers, make_agent):
+    ccc.config.max_concurrent_per_repo = 1
+    create(client, admin_headers, number=1)
+    create(client, admin_headers, number=2)
+    agent = make_agent("be-1", max_tasks=4)
+    assert claim_next(ccc, client, agent).status_code == 200
+    refused = claim_next(ccc, client, agent)  # both were offered before the first ran
+    assert refused.status_code == 409
+    assert "concurrency cap" in refused.json["error"]["message"]
+    assert ccc.processor.offer_queued() == 0  # not offered again while the cap holds
+    assert ccc.queues.depth()["backend"] == 0
+    ccc.config.max_concurrent_per_repo = 2
+    assert ccc.processor.offer_queued() == 1
+
+
+def test_pagination(client, admin_headers):
+    for number in range(1, 8):
+        create(client, admin_headers, number=number)
+    page = client.get("/api/v1/tasks?per_page=3&page=2", headers=admin_headers).json
+    assert page["_meta"] == {"page": 2, "per_page": 3, "total_items": 7, "total_pages": 3}
+    assert [t["issue_number"] for t in page["items"]] == [4, 3, 2]
+    assert "page=3" in page["_links"]["next"] and "page=1" in page["_links"]["prev"]
+    last = client.get(page["_links"]["next"], headers=admin_headers).json
+    assert [t["issue_number"] for t in last["items"]] == [1] and last["_links"]["next"] is None
+
+
+def test_one_error_format(client, admin_headers):
+    answer = client.get("/api/v1/tasks/999", headers=admin_headers)
+    assert answer.status_code == 404
+    assert answer.json == {"error": {"status": 404, "code": "not_found",
+                                     "message": "task 999 not found"}}  # fmt: skip
+    bad = client.post("/api/v1/tasks", data="nope", headers=admin_headers)
+    assert bad.status_code == 400 and bad.json["error"]["code"] == "invalid_request"
