@@ -530,10 +530,16 @@ def test_overloaded_is_retried_by_the_sdk(serving):
             make_client(url).messages.create(
                 model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "Say hello"}]
             )
-        statuses = [entry.status for entry in sim.requests()]
+        log = sim.requests()
 
     assert reply.content[0].text == "Checking the name."
-    assert statuses == [529, 200, 529]
+    assert [entry.status for entry in log] == [529, 200, 529]
+    # A failed request is logged with what the client sent.
+    assert (log[0].model, log[0].fault, log[0].error_type) == (
+        MODEL,
+        "overloaded",
+        "overloaded_error",
+    )
     assert failure.value.body["error"]["type"] == "overloaded_error"
     assert failure.value.request_id.startswith("req_")
 

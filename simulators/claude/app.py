@@ -111,17 +111,19 @@ def create_message() -> Response:
     """Answer a Messages API request from the matching scenario (JSON or SSE)."""
     sim = get_simulator()
     record: RequestRecord = g.record
+    body = _json_body()
+    _describe(record, body)
     fault = sim.faults.take()
     if fault is not None:
         record.fault = fault.kind.value
         logger.info("Request %s: injected fault %s", g.request_id, fault.kind.value)
         error = fault.error()
+        if fault.kind is FaultKind.STREAM_ERROR and not record.stream:
+            error = OverloadedError("Overloaded")  # no stream to break: the plain equivalent
         if error is not None:
             raise error
         if fault.kind is FaultKind.SLOW:
             time.sleep(fault.seconds)
-    body = _json_body()
-    _describe(record, body)
     validate_request(body, current_app.extensions["claude_sim_models"])
     reply = _reply(sim, body, record)
     headers = {"x-simulator-scenario": record.scenario or ""}
@@ -130,8 +132,6 @@ def create_message() -> Response:
         headers["Cache-Control"] = "no-cache"
         return Response(stream, status=200, headers=headers, content_type="text/event-stream")
     payload = json.dumps(reply.message(), ensure_ascii=False).encode()
-    if fault is not None and fault.kind is FaultKind.STREAM_ERROR:
-        raise OverloadedError("Overloaded")  # what a plain request gets instead of the event
     if fault is not None and fault.kind is FaultKind.DROP_STREAM:
         return Response(
             _cut_body(payload, request.environ), headers=headers, content_type="application/json"
