@@ -37,8 +37,11 @@ class Serializer(BaseSerializer):
             return "COLLABORATOR"
         return "NONE"
 
-    def issue(self, repo: Repo, issue: Issue) -> dict:
-        """An issue; a pull request's issue carries the `pull_request` key as in issue lists."""
+    def issue(self, repo: Repo, issue: Issue, *, event: bool = False) -> dict:
+        """An issue; a pull request's issue carries the `pull_request` key as in issue lists.
+
+        ``event``: the webhook flavour, which lacks the REST-only `closed_by`.
+        """
         url = self.urls.issue(repo.full_name, issue.number)
         kind = "pull" if issue.pull else "issues"
         html = f"{self.urls.repo_html(repo.full_name)}/{kind}/{issue.number}"
@@ -75,6 +78,8 @@ class Serializer(BaseSerializer):
             "performed_via_github_app": None,
             "state_reason": issue.state_reason,
         }
+        if event:
+            del data["closed_by"]
         if issue.pull:
             data["pull_request"] = {
                 "url": self.urls.pull(repo.full_name, issue.number),

@@ -53,7 +53,7 @@ class Payloads:
         assignee: str | None = None,
     ) -> dict:
         """`issues` (opened, edited, closed, reopened, labeled, unlabeled, assigned, ...)."""
-        body: dict = {"action": action, "issue": self.s.issue(repo, issue)}
+        body: dict = {"action": action, "issue": self.s.issue(repo, issue, event=True)}
         if changes is not None:
             body["changes"] = changes
         if label is not None:
@@ -68,7 +68,7 @@ class Payloads:
         """`issue_comment` (created, edited, deleted); also for comments on pull requests."""
         body = {
             "action": action,
-            "issue": self.s.issue(repo, issue),
+            "issue": self.s.issue(repo, issue, event=True),
             "comment": self.s.comment(repo, comment),
         }
         return self._envelope(repo, sender, **body)

@@ -25,6 +25,13 @@ USER_AGENT = "GitHub-Hookshot/simulator"
 MAX_RESPONSE_BODY = 64 * 1024
 
 
+def wire_body(content_type: str, payload: bytes) -> bytes:
+    """The bytes POSTed: the JSON itself, or `payload=<json>` for form hooks (GitHub's default)."""
+    if content_type == "json":
+        return payload
+    return urlencode({"payload": payload.decode()}).encode()
+
+
 def sign(secret: str, body: bytes) -> tuple[str, str]:
     """The X-Hub-Signature (sha1) and X-Hub-Signature-256 header values for ``body``."""
     key = secret.encode()
@@ -118,7 +125,9 @@ class WebhookDispatcher:
             "X-GitHub-Hook-Installation-Target-Type": "repository",
         }
         if hook.secret:
-            headers["X-Hub-Signature"], headers["X-Hub-Signature-256"] = sign(hook.secret, body)
+            # Signed over the exact bytes sent, which differ from the JSON for form hooks.
+            signed = wire_body(hook.content_type, body)
+            headers["X-Hub-Signature"], headers["X-Hub-Signature-256"] = sign(hook.secret, signed)
         delivery = Delivery(
             id=self.store.next_id(),
             guid=guid,
@@ -150,9 +159,8 @@ class WebhookDispatcher:
 
     def _deliver(self, job: _Job) -> None:
         delivery = job.delivery
-        body = delivery.body
-        if delivery.request_headers["Content-Type"] != "application/json":
-            body = urlencode({"payload": body.decode()}).encode()
+        json_body = delivery.request_headers["Content-Type"] == "application/json"
+        body = wire_body("json" if json_body else "form", delivery.body)
         started = time.monotonic()
         try:
             status, headers, text = self._post(delivery.url, body, delivery.request_headers, job)
