@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -111,6 +112,25 @@ def status(ctx: click.Context) -> None:
         memory = f"{row.memory_bytes / 2**20:.0f}MiB" if row.memory_bytes else "-"
         click.echo(line.format(row.name, row.address, ",".join(row.roles), row.state.value,
                                row.system, memory))  # fmt: skip
+
+
+@cli.command()
+@click.pass_context
+def instances(ctx: click.Context) -> None:
+    """JSON list of hosts for molecule's instance config (instance, address, user, port, key)."""
+    config = _lab(ctx).config
+    rows = [
+        {
+            "instance": host.name,
+            "address": host.record.address,
+            "user": config.ssh_user,
+            "port": 22,
+            "identity_file": str(config.ssh_key),
+            "roles": host.record.roles,
+        }
+        for host in _lab(ctx).hosts()
+    ]
+    click.echo(json.dumps(rows, indent=2))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
