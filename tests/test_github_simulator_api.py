@@ -104,6 +104,20 @@ def test_issue_labels_comments_and_state(client):
     closed.edit(state="open")
     assert repo.get_issue(1).state_reason == "reopened"
 
+    events = [
+        (e.event, e.actor.login, e.label.name if e.label else None) for e in issue.get_events()
+    ]
+    assert events == [
+        ("labeled", "bob", "bug"),
+        ("labeled", "bob", "claude"),
+        ("labeled", "bob", "backend"),
+        ("unlabeled", "bob", "backend"),
+        ("unlabeled", "bob", "bug"),
+        ("renamed", "bob", None),
+        ("closed", "bob", None),
+        ("reopened", "bob", None),
+    ]
+
 
 def test_issue_list_filters(client, server):
     sim, _ = server

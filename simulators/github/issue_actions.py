@@ -10,7 +10,7 @@ from simulators.github.exceptions import (
     invalid_field,
     missing_field,
 )
-from simulators.github.models import Comment, Issue, Label, Permission, Repo, utcnow
+from simulators.github.models import Comment, Issue, IssueEvent, Label, Permission, Repo, utcnow
 
 if TYPE_CHECKING:
     from simulators.github.payloads import Payloads
@@ -108,6 +108,7 @@ class IssueActions:
             self.emit(repo, "issues", self.payloads.issues("opened", repo, issue, login))
             for name in issue.labels:
                 label = repo.label(name)
+                self._record_event(repo, issue, login, "labeled", label=name)
                 payload = self.payloads.issues("labeled", repo, issue, login, label=label)
                 self.emit(repo, "issues", payload)
         return issue
@@ -147,6 +148,9 @@ class IssueActions:
                     setattr(issue, key, fields[key])
             if "assignees" in fields:
                 issue.assignees = self._valid_assignees(repo, fields["assignees"])
+            if "title" in changes:
+                rename = {"from": changes["title"]["from"], "to": issue.title}
+                self._record_event(repo, issue, login, "renamed", rename=rename)
             if changes:
                 issue.updated_at = utcnow()
                 event, payload = self._issue_event("edited", repo, issue, login, changes=changes)
@@ -175,8 +179,15 @@ class IssueActions:
             issue.closed_at = issue.closed_by = None
             issue.state_reason = None if issue.pull else "reopened"
         action = "closed" if state == "closed" else "reopened"
+        self._record_event(repo, issue, login, action)
         event, payload = self._issue_event(action, repo, issue, login)
         self.emit(repo, event, payload)
+
+    def _record_event(self, repo: Repo, issue: Issue, login: str, event: str, **fields) -> None:
+        """Add to the issue's timeline (`GET .../issues/{n}/events`)."""
+        repo.issue_events.append(
+            IssueEvent(self.store.next_id(), issue.number, login, event, **fields)
+        )
 
     def _issue_event(self, action: str, repo: Repo, issue: Issue, login: str, **extra) -> tuple:
         """(event name, payload): pull requests fire `pull_request`, issues fire `issues`."""
@@ -240,6 +251,7 @@ class IssueActions:
 
     def _label_event(self, action: str, repo: Repo, issue: Issue, login: str, label: Label) -> None:
         issue.updated_at = utcnow()
+        self._record_event(repo, issue, login, action, label=label.name)
         event, payload = self._issue_event(action, repo, issue, login, label=label)
         self.emit(repo, event, payload)
 

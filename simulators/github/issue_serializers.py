@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from simulators.github.models import Comment, Issue, Repo, Review, ReviewComment
+from simulators.github.models import Comment, Issue, IssueEvent, Repo, Review, ReviewComment
 from simulators.github.serializers import BaseSerializer, reactions
 from simulators.github.store import Store
 from simulators.github.urls import Urls, iso, node_id
@@ -120,6 +120,29 @@ class Serializer(BaseSerializer):
             "reactions": reactions(f"{url}/reactions"),
             "performed_via_github_app": None,
         }
+
+    def issue_event(self, repo: Repo, event: IssueEvent) -> dict:
+        """One entry of an issue's events."""
+        data: dict = {
+            "id": event.id,
+            "node_id": node_id("LabeledEvent", event.id),
+            "url": f"{self.urls.repo(repo.full_name)}/issues/events/{event.id}",
+            "actor": self.user(event.actor),
+            "event": event.event,
+            "commit_id": None,
+            "commit_url": None,
+            "created_at": iso(event.created_at),
+            "performed_via_github_app": None,
+        }
+        if event.label is not None:
+            label = repo.label(event.label)
+            data["label"] = {"name": event.label, "color": label.color if label else "ededed"}
+        if event.rename is not None:
+            data["rename"] = dict(event.rename)
+        if event.event in ("closed", "reopened"):
+            data["state_reason"] = repo.issues[event.issue_number].state_reason
+        data["issue"] = self.issue(repo, repo.issues[event.issue_number])
+        return data
 
     def pull(self, repo: Repo, issue: Issue, *, full: bool = True) -> dict:
         """A pull request: ``full`` as `GET /pulls/{n}` and `pull_request` events send it,

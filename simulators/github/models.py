@@ -123,6 +123,19 @@ class Comment:
 
 
 @dataclass
+class IssueEvent:
+    """A timeline event of an issue (labeled, unlabeled, closed, reopened, renamed, ...)."""
+
+    id: int
+    issue_number: int
+    actor: str
+    event: str
+    label: str | None = None
+    rename: dict | None = None
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass
 class Review:
     """A submitted pull request review."""
 
@@ -220,6 +233,7 @@ class Repo:
     labels: dict[str, Label] = field(default_factory=dict)  # keyed by lower-cased name
     issues: dict[int, Issue] = field(default_factory=dict)
     comments: dict[int, Comment] = field(default_factory=dict)
+    issue_events: list[IssueEvent] = field(default_factory=list)
     reviews: dict[int, Review] = field(default_factory=dict)
     review_comments: dict[int, ReviewComment] = field(default_factory=dict)
     hooks: dict[int, Hook] = field(default_factory=dict)

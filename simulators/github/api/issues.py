@@ -116,6 +116,34 @@ def update_issue(owner: str, name: str, number: int) -> Response:
     return jsonify(serializer().issue(repo, issue))
 
 
+@bp.get(f"{REPO}/issues/<int:number>/events")
+def issue_events(owner: str, name: str, number: int) -> Response:
+    """An issue's events (labeled, unlabeled, closed, reopened, renamed), oldest first."""
+    repo = repo_access(owner, name)
+    simulator().issue(repo, number)
+    out = serializer()
+    found = [e for e in repo.issue_events if e.issue_number == number]
+    return paginate(found, lambda event: out.issue_event(repo, event))
+
+
+@bp.get(f"{REPO}/issues/events")
+def repo_issue_events(owner: str, name: str) -> Response:
+    """Every issue event of the repository, newest first."""
+    repo = repo_access(owner, name)
+    out = serializer()
+    return paginate(repo.issue_events[::-1], lambda event: out.issue_event(repo, event))
+
+
+@bp.get(f"{REPO}/issues/events/<int:event_id>")
+def issue_event(owner: str, name: str, event_id: int) -> Response:
+    """One issue event."""
+    repo = repo_access(owner, name)
+    found = next((e for e in repo.issue_events if e.id == event_id), None)
+    if found is None:
+        raise NotFound()
+    return jsonify(serializer().issue_event(repo, found))
+
+
 # labels
 
 
