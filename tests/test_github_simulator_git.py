@@ -238,3 +238,33 @@ def test_pull_request_flow(server, gh, git_env, tmp_path, receiver):
     assert actions == ["opened", "synchronize", "closed"]
     kinds = {r.event for r in receiver.received}
     assert {"pull_request_review", "pull_request_review_comment", "issue_comment"} <= kinds
+
+
+def test_merge_a_pull_request(server, gh, git_env, tmp_path, receiver):
+    sim, url = server
+    work = tmp_path / "w"
+    git(git_env, "clone", "-q", remote(url, "acme/widgets", "bob", TOKENS["bob"]), str(work))
+    git(git_env, "checkout", "-q", "-b", "docs", cwd=work)
+    head = commit_file(git_env, work, "CHANGES.md", "- more docs\n")
+    git(git_env, "push", "-q", "origin", "docs", cwd=work)
+    repo = gh.get_repo("acme/widgets")
+    pr = repo.create_pull(base="main", head="docs", title="Docs", body="")
+    with pytest.raises(GithubException) as raised:
+        pr.merge(sha="0" * 40)
+    assert raised.value.status == 409
+
+    status = pr.merge(merge_method="merge")
+    assert status.merged is True
+    merged = repo.get_pull(pr.number)
+    assert (merged.state, merged.merged, merged.merged_by.login) == ("closed", True, "bob")
+    assert merged.merge_commit_sha == status.sha
+    assert pr.is_merged()
+    git(git_env, "pull", "-q", "origin", "main", cwd=work)
+    parents = git(git_env, "log", "-1", "--format=%P", "origin/main", cwd=work).stdout.split()
+    assert parents[1] == head
+    assert sim.wait_idle()
+    closed = [r.json() for r in receiver.events("pull_request") if r.json()["action"] == "closed"]
+    assert closed[0]["pull_request"]["merged"] is True
+    with pytest.raises(GithubException) as raised:
+        pr.merge()
+    assert raised.value.status == 405

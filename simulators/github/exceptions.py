@@ -63,6 +63,20 @@ class NotFound(ApiError):
     default_message = "Not Found"
 
 
+class MethodNotAllowed(ApiError):
+    """405: e.g. merging a pull request that cannot be merged."""
+
+    status = 405
+    default_message = "Pull Request is not mergeable"
+
+
+class Conflict(ApiError):
+    """409: the state changed under the request (e.g. the head moved before a merge)."""
+
+    status = 409
+    default_message = "Head branch was modified. Review and try the merge again."
+
+
 class ValidationFailed(ApiError):
     """422: the request is well-formed but GitHub refuses its content."""
 

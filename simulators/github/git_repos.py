@@ -104,6 +104,34 @@ class GitStorage:
             self._git(repo, "update-ref", f"refs/heads/{repo.default_branch}", commit)
         logger.info("Repo %s: initial commit %s", repo.full_name, commit[:12])
 
+    def merge(
+        self, repo: Repo, base_ref: str, head: str, message: str, *, author: str, squash: bool
+    ) -> str | None:
+        """Merge ``head`` into branch ``base_ref`` without a work tree; the new sha, or None
+        on conflicts. ``squash`` makes a single-parent commit instead of a merge commit."""
+        base = self.branch_sha(repo, base_ref)
+        if base is None:
+            raise GitError(f"no branch {base_ref}")
+        done = subprocess.run(
+            ["git", f"--git-dir={self.path(repo)}", "merge-tree", "--write-tree", base, head],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode == 1:
+            return None
+        if done.returncode != 0:
+            raise GitError(f"git merge-tree: {done.stderr.strip()}")
+        tree = done.stdout.split()[0]
+        parents = ["-p", base] if squash else ["-p", base, "-p", head]
+        email = f"{author}@users.noreply.localhost"
+        env = {"GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": email}
+        env |= {"GIT_COMMITTER_NAME": author, "GIT_COMMITTER_EMAIL": email}
+        commit = self._git(repo, "commit-tree", tree, *parents, "-m", message, env=env).strip()
+        # Compare-and-swap: a push that moved the base meanwhile makes this fail, not vanish.
+        self._git(repo, "update-ref", f"refs/heads/{base_ref}", commit, base)
+        return commit
+
     def delete(self, repo: Repo) -> None:
         """Remove ``repo``'s bare repository."""
         shutil.rmtree(self.path(repo), ignore_errors=True)

@@ -19,6 +19,7 @@ from simulators.github.models import App, Delivery, Hook, Permission, Repo, Toke
 from simulators.github.payloads import Payloads
 from simulators.github.pull_actions import PullActions
 from simulators.github.rate_limit import RateLimiter
+from simulators.github.review_actions import ReviewActions
 from simulators.github.seed import load_seed
 from simulators.github.store import Store
 from simulators.github.urls import Urls
@@ -40,7 +41,7 @@ class Identity:
     installation_id: int | None = None
 
 
-class GitHubSimulator(IssueActions, PullActions):
+class GitHubSimulator(IssueActions, PullActions, ReviewActions):
     """One simulated GitHub: the store, the bare repositories and the webhook worker.
 
     The REST API, git over HTTP, the /_sim/ admin pages and tests all go through these methods, so

@@ -86,6 +86,40 @@ def update_pull(owner: str, name: str, number: int) -> Response:
     return jsonify(serializer().pull(repo, issue))
 
 
+@bp.put(f"{PULL}/<int:number>/merge")
+def merge_pull(owner: str, name: str, number: int) -> Response:
+    """Merge (`merge_method` merge, squash or rebase; `sha` must match the head if given)."""
+    repo = repo_access(owner, name)
+    data = json_body()
+    issue = simulator().merge_pull(
+        repo,
+        require_caller(),
+        number,
+        commit_title=data.get("commit_title"),
+        commit_message=data.get("commit_message"),
+        merge_method=data.get("merge_method") or "merge",
+        sha=data.get("sha"),
+    )
+    assert issue.pull is not None  # noqa: S101 (merge_pull only merges pulls)
+    return jsonify(
+        {
+            "sha": issue.pull.merge_commit_sha,
+            "merged": True,
+            "message": "Pull Request successfully merged",
+        }
+    )
+
+
+@bp.get(f"{PULL}/<int:number>/merge")
+def is_merged(owner: str, name: str, number: int) -> Response:
+    """204 when the pull request was merged, 404 otherwise."""
+    repo = repo_access(owner, name)
+    pull = simulator().pull(repo, number).pull
+    if pull is None or pull.merged_at is None:
+        raise NotFound()
+    return Response(status=204)
+
+
 @bp.get(f"{PULL}/<int:number>/commits")
 def pull_commits(owner: str, name: str, number: int) -> Response:
     """The pull request's commits, oldest first."""
