@@ -88,9 +88,12 @@ class GitHubGateway:
 def _last_labeler(issue, label: str) -> str | None:
     """Who added ``label`` most recently (the person whose permission the trigger needs)."""
     actor = None
-    for event in issue.get_events():
-        if event.event == "labeled" and event.label and event.label.name == label and event.actor:
-            actor = event.actor.login
+    try:
+        for event in issue.get_events():
+            if event.event == "labeled" and event.label and event.label.name == label:
+                actor = event.actor.login if event.actor else actor
+    except github.UnknownObjectException:
+        logger.warning("No issue events for %s: judging the trigger by the issue author", issue)
     return actor
 
 

@@ -48,6 +48,9 @@ class Intake:
             review = payload["review"]
             if (review.get("state") or "").lower() not in FOLLOW_UP_REVIEW_STATES:
                 return f"ignored: review state {review.get('state')}", None
+            if not (review.get("body") or "").strip():
+                # Line comments of the review arrive as their own review_comment events.
+                return "ignored: review without a summary", None
             return self._follow_up(
                 repository,
                 payload["pull_request"]["number"],

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import redis
+import requests
+from github import GithubException
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -28,6 +30,19 @@ from coordinator_app.states import TaskState
 logger = logging.getLogger(__name__)
 
 DELIVERY_BATCH = 50
+
+
+class GitHubUnavailable(Exception):
+    """GitHub could not answer; the work is kept and tried again on the next pass."""
+
+
+def _is_outage(exc: Exception) -> bool:
+    """Connection trouble or a 5xx/429 from GitHub, as opposed to an answer about the request."""
+    if isinstance(exc, requests.ConnectionError | requests.Timeout):
+        return True
+    return isinstance(exc, GithubException) and (exc.status >= 500 or exc.status == 429)
+
+
 DEPENDENCY_RECHECK = timedelta(seconds=10)
 
 
@@ -107,7 +122,11 @@ class Processor:
                 )
                 if delivery is None:
                     return done
-                self._process(session, delivery)
+                try:
+                    self._process(session, delivery)
+                except GitHubUnavailable as exc:
+                    logger.warning("Delivery %s waits: GitHub unavailable (%s)", delivery.id, exc)
+                    return done
                 done += 1
             if done >= DELIVERY_BATCH:
                 return done
@@ -121,6 +140,8 @@ class Processor:
             delivery.status = "ignored" if outcome.startswith("ignored") else "processed"
             delivery.task_id = task.id if task else None
         except Exception as exc:
+            if _is_outage(exc):
+                raise GitHubUnavailable(str(exc)) from exc  # kept for the next pass
             # Recorded, not retried forever: an admin sees it and can redeliver from GitHub.
             logger.warning("Delivery %s failed: %s", delivery.id, exc, exc_info=True)
             outcome, delivery.status = f"error: {exc}", "failed"

@@ -23,7 +23,8 @@ class BackgroundServer:
         self.host = host
         self.port = self._server.server_port
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"sim-{self.port}", daemon=True
+            # A short poll interval makes stop() quick, so tests can afford a server each.
+            target=self._server.serve_forever, args=(0.05,), name=f"sim-{self.port}", daemon=True
         )
 
     @property

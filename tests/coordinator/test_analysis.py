@@ -10,21 +10,33 @@ from coordinator_app.analysis import analyze
 @pytest.mark.parametrize(
     ("title", "body", "labels", "specialty"),
     [
-        ("Add /health endpoint", "The API server should answer GET /health with JSON.", [],
-         "backend"),
-        ("Fix button alignment", "The submit button on the login page overlaps; see "
-         "src/components/Login.tsx", [], "frontend"),
+        (
+            "Add /health endpoint",
+            "The API server should answer GET /health with JSON.",
+            [],
+            "backend",
+        ),
+        (
+            "Fix button alignment",
+            "The submit button on the login page overlaps; see src/components/Login.tsx",
+            [],
+            "frontend",
+        ),
         ("Flaky test", "tests/test_api.py::test_timeout fails one run in ten", [], "testing"),
         ("CI is slow", "Cache pip in .github/workflows/ci.yml", [], "devops"),
-        ("Add index", "Queries on orders.created_at are slow; add a migration with an index",
-         [], "database"),
+        (
+            "Add index",
+            "Queries on orders.created_at are slow; add a migration with an index",
+            [],
+            "database",
+        ),
         ("Escape user names", "Possible XSS injection in the profile page", [], "security"),
         ("Typo in README", "README.md says 'teh'", [], "documentation"),
         ("Whatever", "Please look into it", [], "general"),
         # A label outweighs the words.
         ("Add /health endpoint", "server api json", ["docs"], "documentation"),
     ],
-)  # fmt: skip
+)
 def test_specialty(title, body, labels, specialty):
     result = analyze(title, body, labels)
     assert result.specialty == specialty, result.reasons

@@ -48,34 +48,50 @@ def test_task_from_creation_to_completion(ccc, client, admin_headers, make_agent
         assert answer.status_code == 200, answer.json
     events = client.post(
         f"/api/v1/tasks/{tid}/events",
-        json={"events": [
-            {"kind": "turn", "data": {"input_tokens": 1000, "output_tokens": 200,
-                                      "cost_usd": 0.006}},
-            {"kind": "turn", "data": {"input_tokens": 500, "output_tokens": 100,
-                                      "cost_usd": 0.003}},
-        ]},
+        json={
+            "events": [
+                {
+                    "kind": "turn",
+                    "data": {"input_tokens": 1000, "output_tokens": 200, "cost_usd": 0.006},
+                },
+                {
+                    "kind": "turn",
+                    "data": {"input_tokens": 500, "output_tokens": 100, "cost_usd": 0.003},
+                },
+            ]
+        },
         headers=agent.headers,
-    )  # fmt: skip
+    )
     assert events.json["input_tokens"] == 1500 and events.json["output_tokens"] == 300
     done = client.post(
         f"/api/v1/tasks/{tid}/result",
-        json={"outcome": "completed", "branch": "claude/issue-1-add-health", "pr_number": 4,
-              "pr_url": "http://gh/octo/app/pull/4",
-              "tests": {"command": "pytest", "passed": 3, "failed": 0, "exit_code": 0}},
+        json={
+            "outcome": "completed",
+            "branch": "claude/issue-1-add-health",
+            "pr_number": 4,
+            "pr_url": "http://gh/octo/app/pull/4",
+            "tests": {"command": "pytest", "passed": 3, "failed": 0, "exit_code": 0},
+        },
         headers=agent.headers,
-    )  # fmt: skip
+    )
     assert done.status_code == 200, done.json
     detail = client.get(f"/api/v1/tasks/{tid}", headers=admin_headers).json
     assert [h["to"] for h in detail["history"]] == [
-        "pending", "analyzing", "queued", "assigned", "in_progress", "testing", "review",
+        "pending",
+        "analyzing",
+        "queued",
+        "assigned",
+        "in_progress",
+        "testing",
+        "review",
         "completed",
-    ]  # fmt: skip
+    ]
     assert abs(detail["cost_usd"] - 0.009) < 1e-9
     with ccc.database.session() as session:
-        comments = [m.payload["body"] for m in session.query(OutboxMessage)
-                    if m.kind == "comment"]  # fmt: skip
-        labels = [m.payload["label"] for m in session.query(OutboxMessage)
-                  if m.kind == "state_label"]  # fmt: skip
+        comments = [m.payload["body"] for m in session.query(OutboxMessage) if m.kind == "comment"]
+        labels = [
+            m.payload["label"] for m in session.query(OutboxMessage) if m.kind == "state_label"
+        ]
     assert any("picked this up" in c for c in comments)
     assert any("http://gh/octo/app/pull/4" in c and "passed" in c for c in comments)
     assert labels == ["claude:queued", "claude:in-progress", "claude:review", "claude:done"]
@@ -134,13 +150,16 @@ def test_release_requeues_and_failure_schedules_a_retry(ccc, client, admin_heade
     task = create(client, admin_headers)
     agent = make_agent("be-1")
     claim_next(ccc, client, agent)
-    released = client.post(f"/api/v1/tasks/{task['id']}/release", json={"reason": "warm stop"},
-                           headers=agent.headers)  # fmt: skip
+    released = client.post(
+        f"/api/v1/tasks/{task['id']}/release", json={"reason": "warm stop"}, headers=agent.headers
+    )
     assert released.json["state"] == "queued"
     claim_next(ccc, client, agent)
-    failed = client.post(f"/api/v1/tasks/{task['id']}/result",
-                         json={"outcome": "failed", "error": "tests never passed"},
-                         headers=agent.headers)  # fmt: skip
+    failed = client.post(
+        f"/api/v1/tasks/{task['id']}/result",
+        json={"outcome": "failed", "error": "tests never passed"},
+        headers=agent.headers,
+    )
     assert failed.json["state"] == "failed" and failed.json["retry_at"] is not None
     later = utcnow() + timedelta(hours=1)
     retrier = Processor(ccc.database, ccc.config, ccc.queues, ccc.gateway, clock=lambda: later)
@@ -156,8 +175,11 @@ def test_retries_are_bounded(ccc, client, admin_headers, make_agent):
     for _ in range(ccc.config.max_attempts):
         client.post(f"/api/v1/tasks/{task['id']}/retry", headers=admin_headers)
         assert claim_next(ccc, client, agent).status_code == 200
-        client.post(f"/api/v1/tasks/{task['id']}/result", json={"outcome": "failed", "error": "x"},
-                    headers=agent.headers)  # fmt: skip
+        client.post(
+            f"/api/v1/tasks/{task['id']}/result",
+            json={"outcome": "failed", "error": "x"},
+            headers=agent.headers,
+        )
     detail = client.get(f"/api/v1/tasks/{task['id']}", headers=admin_headers).json
     assert detail["attempts"] == ccc.config.max_attempts and detail["retry_at"] is None
 
@@ -191,7 +213,8 @@ def test_pagination(client, admin_headers):
 def test_one_error_format(client, admin_headers):
     answer = client.get("/api/v1/tasks/999", headers=admin_headers)
     assert answer.status_code == 404
-    assert answer.json == {"error": {"status": 404, "code": "not_found",
-                                     "message": "task 999 not found"}}  # fmt: skip
+    assert answer.json == {
+        "error": {"status": 404, "code": "not_found", "message": "task 999 not found"}
+    }
     bad = client.post("/api/v1/tasks", data="nope", headers=admin_headers)
     assert bad.status_code == 400 and bad.json["error"]["code"] == "invalid_request"

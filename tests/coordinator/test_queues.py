@@ -40,8 +40,11 @@ def test_other_specialists_do_not_see_the_work(queues):
 def test_restricted_queues_only_for_cleared_agents():
     assert queues_for(["security"], "standard") == ["security", "general"]
     assert queues_for(["security"], "restricted") == [
-        "security:restricted", "security", "general:restricted", "general",
-    ]  # fmt: skip
+        "security:restricted",
+        "security",
+        "general:restricted",
+        "general",
+    ]
     assert queue_name("security", "restricted") == "security:restricted"
     with pytest.raises(ValueError, match="unknown specialty"):
         queue_name("astrology")

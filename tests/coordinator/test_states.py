@@ -14,15 +14,28 @@ from coordinator_app.states import TRANSITIONS, TaskState, can_transition
 
 S = TaskState
 LEGAL = [
-    (S.PENDING, S.ANALYZING), (S.ANALYZING, S.QUEUED), (S.ANALYZING, S.PENDING),
-    (S.ANALYZING, S.FAILED), (S.QUEUED, S.ASSIGNED), (S.ASSIGNED, S.IN_PROGRESS),
-    (S.ASSIGNED, S.QUEUED), (S.ASSIGNED, S.FAILED), (S.IN_PROGRESS, S.TESTING),
-    (S.IN_PROGRESS, S.REVIEW), (S.IN_PROGRESS, S.QUEUED), (S.IN_PROGRESS, S.FAILED),
-    (S.TESTING, S.IN_PROGRESS), (S.TESTING, S.REVIEW), (S.TESTING, S.QUEUED),
-    (S.TESTING, S.FAILED), (S.REVIEW, S.COMPLETED), (S.REVIEW, S.QUEUED), (S.REVIEW, S.FAILED),
+    (S.PENDING, S.ANALYZING),
+    (S.ANALYZING, S.QUEUED),
+    (S.ANALYZING, S.PENDING),
+    (S.ANALYZING, S.FAILED),
+    (S.QUEUED, S.ASSIGNED),
+    (S.ASSIGNED, S.IN_PROGRESS),
+    (S.ASSIGNED, S.QUEUED),
+    (S.ASSIGNED, S.FAILED),
+    (S.IN_PROGRESS, S.TESTING),
+    (S.IN_PROGRESS, S.REVIEW),
+    (S.IN_PROGRESS, S.QUEUED),
+    (S.IN_PROGRESS, S.FAILED),
+    (S.TESTING, S.IN_PROGRESS),
+    (S.TESTING, S.REVIEW),
+    (S.TESTING, S.QUEUED),
+    (S.TESTING, S.FAILED),
+    (S.REVIEW, S.COMPLETED),
+    (S.REVIEW, S.QUEUED),
+    (S.REVIEW, S.FAILED),
     (S.FAILED, S.QUEUED),
     *[(state, S.CANCELLED) for state in S if state not in (S.COMPLETED, S.CANCELLED)],
-]  # fmt: skip
+]
 ILLEGAL = [pair for pair in itertools.product(S, S) if pair not in LEGAL]
 
 
@@ -36,8 +49,9 @@ def test_final_states_go_nowhere():
 
 
 def _task(session, state: TaskState) -> Task:
-    task = Task(repository="octo/app", issue_number=1, title="t", requested_by="octo",
-                state=state.value)  # fmt: skip
+    task = Task(
+        repository="octo/app", issue_number=1, title="t", requested_by="octo", state=state.value
+    )
     session.add(task)
     session.flush()
     return task
@@ -54,8 +68,11 @@ def test_legal_transition_is_applied_and_recorded(ccc, current, requested):
         record = session.scalars(select(TaskTransition).where(TaskTransition.task_id == task_id))
         (row,) = record.all()
         assert (row.from_state, row.to_state, row.actor, row.reason) == (
-            current.value, requested.value, "admin:alice", "because",
-        )  # fmt: skip
+            current.value,
+            requested.value,
+            "admin:alice",
+            "because",
+        )
         assert row.at is not None
 
 

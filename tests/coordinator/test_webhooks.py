@@ -1,0 +1,137 @@
+"""``POST /webhooks/github``: signatures, malformed input, size, dedupe, concurrent duplicates."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from sqlalchemy import func, select
+
+from coordinator_app.models import WebhookDelivery
+from tests.coordinator.conftest import signed_delivery
+
+FIXTURES = [
+    "ping/payload.json",
+    "issues/opened.json",
+    "issues/labeled.json",
+    "issue_comment/created.json",
+    "pull_request_review_comment/created.json",
+    "pull_request/closed.json",
+]
+
+
+def _load(folder, name) -> tuple[str, bytes]:
+    return name.split("/")[0], (folder / name).read_bytes()
+
+
+def _stored(ccc) -> int:
+    with ccc.database.session() as session:
+        return session.scalar(select(func.count()).select_from(WebhookDelivery))
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_real_payloads_are_accepted_and_stored(client, ccc, webhook_fixtures, name):
+    event, raw = _load(webhook_fixtures, name)
+    body, headers = signed_delivery(raw, event)
+    answer = client.post("/webhooks/github", data=body, headers=headers)
+    assert answer.status_code == 202, answer.json
+    assert answer.json == {"status": "accepted", "delivery": headers["X-GitHub-Delivery"]}
+    with ccc.database.session() as session:
+        stored = session.get(WebhookDelivery, headers["X-GitHub-Delivery"])
+        assert stored.event == event and stored.status == "received"
+        assert stored.payload == json.loads(raw)  # byte-exact body, parsed once
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda h: h.pop("X-Hub-Signature-256"), "missing or invalid"),
+        (lambda h: h.update({"X-Hub-Signature-256": "sha256=" + "0" * 64}), "missing or invalid"),
+        (lambda h: h.update({"X-Hub-Signature-256": "sha1=abc"}), "missing or invalid"),
+    ],
+    ids=["missing", "wrong", "sha1 only"],
+)
+def test_bad_signature_is_refused_and_nothing_stored(
+    client, ccc, webhook_fixtures, mutate, message
+):
+    body, headers = signed_delivery(*reversed(_load(webhook_fixtures, "issues/labeled.json")))
+    mutate(headers)
+    answer = client.post("/webhooks/github", data=body, headers=headers)
+    assert answer.status_code == 401 and message in answer.json["error"]["message"]
+    assert _stored(ccc) == 0
+
+
+def test_signature_with_another_secret_is_refused(client, ccc):
+    body, headers = signed_delivery({"zen": "hi"}, "ping", secret="not-the-secret")
+    assert client.post("/webhooks/github", data=body, headers=headers).status_code == 401
+
+
+def test_body_changed_after_signing_is_refused(client, ccc):
+    body, headers = signed_delivery({"action": "labeled"}, "issues")
+    answer = client.post(
+        "/webhooks/github", data=body.replace(b"labeled", b"closed"), headers=headers
+    )
+    assert answer.status_code == 401
+
+
+def test_malformed_json_is_400(client, ccc):
+    body, headers = signed_delivery(b'{"action": "labeled",', "issues")
+    answer = client.post("/webhooks/github", data=body, headers=headers)
+    assert answer.status_code == 400 and "malformed JSON" in answer.json["error"]["message"]
+    assert _stored(ccc) == 0
+
+
+def test_non_object_json_is_400(client):
+    body, headers = signed_delivery(b"[1, 2]", "issues")
+    assert client.post("/webhooks/github", data=body, headers=headers).status_code == 400
+
+
+def test_missing_event_header_is_400(client):
+    body, headers = signed_delivery({"zen": "x"}, "ping")
+    del headers["X-GitHub-Event"]
+    assert client.post("/webhooks/github", data=body, headers=headers).status_code == 400
+
+
+def test_oversized_body_is_413(client, ccc):
+    padding = "x" * (ccc.config.max_webhook_bytes + 1)
+    body, headers = signed_delivery({"pad": padding}, "issues")
+    answer = client.post("/webhooks/github", data=body, headers=headers)
+    assert answer.status_code == 413 and answer.json["error"]["code"] == "too_large"
+    assert _stored(ccc) == 0
+
+
+def test_unhandled_event_is_acknowledged_not_stored(client, ccc):
+    body, headers = signed_delivery({"ref": "refs/heads/main"}, "push")
+    answer = client.post("/webhooks/github", data=body, headers=headers)
+    assert answer.status_code == 202 and answer.json["status"] == "ignored"
+    assert _stored(ccc) == 0
+
+
+def test_redelivery_creates_nothing_new(client, ccc, webhook_fixtures):
+    event, raw = _load(webhook_fixtures, "issues/labeled.json")
+    body, headers = signed_delivery(raw, event, delivery="d0d0-1")
+    assert client.post("/webhooks/github", data=body, headers=headers).status_code == 202
+    again = client.post("/webhooks/github", data=body, headers=headers)
+    assert again.status_code == 200 and again.json["status"] == "duplicate"
+    assert _stored(ccc) == 1
+
+
+def test_concurrent_duplicates_store_one_delivery(app, ccc, webhook_fixtures):
+    event, raw = _load(webhook_fixtures, "issues/labeled.json")
+    body, headers = signed_delivery(raw, event, delivery="same-delivery")
+    barrier = threading.Barrier(8)
+    codes: list[int] = []
+
+    def send() -> None:
+        client = app.test_client()
+        barrier.wait()
+        codes.append(client.post("/webhooks/github", data=body, headers=headers).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(codes) == [200] * 7 + [202]
+    assert _stored(ccc) == 1
