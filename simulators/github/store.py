@@ -82,7 +82,7 @@ class Store:
     def issue_installation_token(self, installation_id: int, login: str) -> Token:
         """Mint an installation access token that expires like GitHub's."""
         token = Token(
-            value="ghs_" + secrets.token_urlsafe(27).replace("-", "a").replace("_", "b")[:36],
+            value="ghs_" + secrets.token_hex(18),
             login=login,
             installation_id=installation_id,
             expires_at=utcnow() + INSTALLATION_TOKEN_LIFETIME,

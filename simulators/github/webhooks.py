@@ -162,18 +162,18 @@ class WebhookDispatcher:
         json_body = delivery.request_headers["Content-Type"] == "application/json"
         body = wire_body("json" if json_body else "form", delivery.body)
         started = time.monotonic()
+        status, headers, text, outcome = 0, {}, "", ""
         try:
             status, headers, text = self._post(delivery.url, body, delivery.request_headers, job)
-            delivery.status_code = status
-            delivery.response_headers = headers
-            delivery.response_body = text
-            delivery.status = "OK" if delivery.success else f"Invalid HTTP Response: {status}"
+            outcome = "OK" if 200 <= status < 300 else f"Invalid HTTP Response: {status}"
         except (OSError, http.client.HTTPException) as exc:
-            delivery.status = f"failed to connect to host: {exc}"
-            delivery.response_body = ""
-        delivery.duration = time.monotonic() - started
-        delivery.delivered_at = utcnow()
-        self._remember_last_response(delivery)
+            outcome = f"failed to connect to host: {exc}"
+        with self.store.lock:  # readers see a delivery either pending or complete
+            delivery.status_code, delivery.response_headers = status, headers
+            delivery.response_body, delivery.status = text, outcome
+            delivery.duration = time.monotonic() - started
+            delivery.delivered_at = utcnow()
+            self._remember_last_response(delivery)
         logger.info(
             "Webhook %s (%s) to %s: %s",
             delivery.event,

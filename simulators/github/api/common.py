@@ -63,7 +63,7 @@ def json_body(*, kind: type = dict) -> Any:
     if not raw.strip():
         return kind()
     data = request.get_json(force=True, silent=True)
-    if not isinstance(data, kind):
+    if data is None or not isinstance(data, kind):
         raise BadRequest()
     return data
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -38,9 +38,10 @@ def _since() -> datetime | None:
     if not raw:
         return None
     try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        since = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise invalid_field("Issue", "since") from None
+    return since if since.tzinfo else since.replace(tzinfo=UTC)  # GitHub reads naive as UTC
 
 
 def _matches(issue: Issue, state: str, labels: set[str], since: datetime | None) -> bool:
