@@ -19,7 +19,7 @@ def crash(host: Host) -> None:
     leader = host.leader()
     if leader is None:
         raise LabError(f"{host.name} is not running")
-    host.set_frozen(False)  # SIGKILL is delivered to frozen tasks only once thawed
+    host.set_frozen(False)  # leave no frozen payload cgroup behind for the next boot
     os.kill(leader, signal.SIGKILL)
     host.wait_exit(15)
     logger.info("Host %s: crashed (PID 1 %s killed)", host.name, leader)

@@ -259,7 +259,9 @@ class Lab:
         """Boot host ``name`` again (after a crash) and wait for SSH; return its systemd state."""
         host = self.host(name)
         prereqs.require_root()
+        # After `down` the network is gone too: a restarted host needs its bridge and proxy.
         Bridge(self.config).create()
+        Proxy(self.config).start()
         faults.restart(host)
         self.ssh.wait(host.record.address, timeout)
         return self.ssh.wait_booted(host.record.address, timeout)

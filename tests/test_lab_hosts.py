@@ -32,8 +32,10 @@ def lab() -> Iterator[LabSession]:
     config = isolated_config()
     started = time.monotonic()
     with running_lab(2, config) as session:
-        print(f"\nlab up: {time.monotonic() - started:.1f}s "
-              f"(image built now: {session.report.image_built})")  # fmt: skip
+        print(
+            f"\nlab up: {time.monotonic() - started:.1f}s "
+            f"(image built now: {session.report.image_built})"
+        )
         yield session
     assert leftovers(config) == []
 
@@ -43,8 +45,12 @@ def _ansible(lab: LabSession, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PATH=f"{binary.parent}:{os.environ['PATH']}", ANSIBLE_FORCE_COLOR="0")
     return subprocess.run(
         [str(binary), "-i", str(lab.inventory), *args],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 def _reachable(lab: LabSession, name: str) -> bool:
