@@ -148,6 +148,7 @@ def heartbeat(
     version: str | None,
     address: str | None,
     now: datetime,
+    instance: str | None = None,
 ) -> dict:
     """Record a heartbeat and renew the leases of the tasks the agent reports, in one go.
 
@@ -156,6 +157,18 @@ def heartbeat(
     """
     if state not in {s.value for s in AgentState}:
         raise InvalidRequest(f"unknown agent state {state!r}")
+    if (
+        instance
+        and agent.instance
+        and agent.instance != instance
+        and agent.last_heartbeat_at is not None
+        and now - agent.last_heartbeat_at < timedelta(seconds=config.heartbeat_seconds * 2)
+    ):
+        raise Conflict(
+            f"agent {agent.name} is live as another process (instance {agent.instance}); "
+            "two agents must not share a name"
+        )
+    agent.instance = instance or agent.instance
     agent.last_heartbeat_at = now
     agent.reported_state = state
     agent.load = max(0.0, min(float(load), 99.0))

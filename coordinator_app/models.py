@@ -146,6 +146,8 @@ class Agent(Base):
     load: Mapped[float] = mapped_column(Numeric(5, 3), default=0)
     version: Mapped[str | None] = mapped_column(String(40))
     address: Mapped[str | None] = mapped_column(String(200))
+    # The process that sent the last heartbeat: a second process with the same name is refused.
+    instance: Mapped[str | None] = mapped_column(String(64))
     last_heartbeat_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -173,6 +173,7 @@ def agent_heartbeat(agent_id: int):
         task_ids=task_ids,
         version=typed(data, "version", str),
         address=typed(data, "address", str),
+        instance=typed(data, "instance", str),
         now=utcnow(),
     )
     get_session().commit()

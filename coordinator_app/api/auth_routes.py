@@ -27,7 +27,10 @@ def agent_token():
     agent = registry.authenticate_agent(session, typed(data, "name", str), typed(data, "key", str))
     audit.record(session, f"agent:{agent.name}", "token", agent.name)
     session.commit()
-    return _token_response(issue_token("agent", agent.id, agent_fingerprint(agent)))
+    return {
+        **_token_response(issue_token("agent", agent.id, agent_fingerprint(agent))),
+        "agent_id": agent.id,
+    }
 
 
 @bp.post("/auth/token")
