@@ -76,9 +76,11 @@ def make_client(url: str, **options: Any) -> anthropic.Anthropic:
 def raw_post(url: str, body: object, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
     """POST without the SDK (to send what the SDK would not): status, headers, body."""
     request = urllib.request.Request(  # noqa: S310 - the URL is our own 127.0.0.1 server
-        url, data=json.dumps(body).encode(), method="POST",
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"content-type": "application/json", **headers},
-    )  # fmt: skip
+    )
     try:
         with urllib.request.urlopen(request, timeout=20) as response:  # noqa: S310
             return response.status, dict(response.headers), response.read()
@@ -111,9 +113,14 @@ class Workspace:
         """The tool's output and whether it is an error."""
         if name == "bash":
             done = subprocess.run(
-                ["bash", "-c", tool_input["command"]], cwd=self.root, env=self.env,
-                capture_output=True, text=True, timeout=120, check=False,
-            )  # fmt: skip
+                ["bash", "-c", tool_input["command"]],
+                cwd=self.root,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
             return f"{done.stdout}{done.stderr}\n[exit status {done.returncode}]", False
         path = self.root / tool_input["path"]
         command = tool_input["command"]
@@ -139,9 +146,12 @@ def run_agent(
     messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
     for _ in range(12):
         request = {
-            "model": MODEL, "max_tokens": 4096, "system": SYSTEM,
-            "tools": CLIENT_TOOLS, "messages": messages,
-        }  # fmt: skip
+            "model": MODEL,
+            "max_tokens": 4096,
+            "system": SYSTEM,
+            "tools": CLIENT_TOOLS,
+            "messages": messages,
+        }
         if stream:
             with client.messages.stream(**request) as events:
                 reply = events.get_final_message()
@@ -155,9 +165,13 @@ def run_agent(
             if block.type == "tool_use":
                 output, is_error = workspace.run(block.name, block.input)
                 results.append(
-                    {"type": "tool_result", "tool_use_id": block.id, "content": output,
-                     "is_error": is_error}
-                )  # fmt: skip
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": block.id,
+                        "content": output,
+                        "is_error": is_error,
+                    }
+                )
         messages.append({"role": "user", "content": results})
     raise AssertionError("the conversation did not end within 12 turns")
 
@@ -277,10 +291,13 @@ def test_replaying_a_conversation_gets_the_same_answers(serving):
         again = client.messages.create(model=MODEL, max_tokens=100, tools=[BASH], messages=messages)
         messages += [
             first.to_param(),
-            {"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": first.content[1].id, "content": "uid=0"}
-            ]},
-        ]  # fmt: skip
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": first.content[1].id, "content": "uid=0"}
+                ],
+            },
+        ]
         second = client.messages.create(
             model=MODEL, max_tokens=100, tools=[BASH], messages=messages
         )
@@ -315,14 +332,24 @@ def test_named_groups_of_the_match_fill_the_script(serving):
     scenario = {
         "name": "vars",
         "match": {"first_user": r"branch (?P<branch>\S+)"},
-        "turns": [[{"tool_use": {"name": "bash", "input": {
-            "command": "git checkout ${branch} && echo $HOME"}}}]],
-    }  # fmt: skip
+        "turns": [
+            [
+                {
+                    "tool_use": {
+                        "name": "bash",
+                        "input": {"command": "git checkout ${branch} && echo $HOME"},
+                    }
+                }
+            ]
+        ],
+    }
     with serving([scenario]) as (url, _):
         reply = make_client(url).messages.create(
-            model=MODEL, max_tokens=100, tools=[BASH],
+            model=MODEL,
+            max_tokens=100,
+            tools=[BASH],
             messages=[{"role": "user", "content": "Work on branch fix-1"}],
-        )  # fmt: skip
+        )
 
     assert reply.content[0].input == {"command": "git checkout fix-1 && echo $HOME"}
 
@@ -347,7 +374,9 @@ def test_claude_code_style_request_is_accepted(serving):
     """Claude Code sends ?beta=true, a role "system" message and extra body fields."""
     schema = {"type": "object", "properties": {}}
     body = {
-        "model": "claude-sonnet-4-5-20250929", "max_tokens": 32000, "stream": True,
+        "model": "claude-sonnet-4-5-20250929",
+        "max_tokens": 32000,
+        "stream": True,
         "system": [{"type": "text", "text": "You are Claude Code."}],
         "messages": [
             {"role": "system", "content": "Working directory: /srv/work\nPlatform: linux"},
@@ -355,18 +384,28 @@ def test_claude_code_style_request_is_accepted(serving):
         ],
         "tools": [
             {"name": "Bash", "description": "Run", "input_schema": schema},
-            {"name": "Write", "description": "Write", "input_schema": schema,
-             "defer_loading": False},
+            {
+                "name": "Write",
+                "description": "Write",
+                "input_schema": schema,
+                "defer_loading": False,
+            },
         ],
-        "thinking": {"type": "disabled"}, "metadata": {"user_id": "u1"},
-        "context_management": {}, "output_config": {},
-    }  # fmt: skip
+        "thinking": {"type": "disabled"},
+        "metadata": {"user_id": "u1"},
+        "context_management": {},
+        "output_config": {},
+    }
     with serving(EXAMPLE_SCENARIOS) as (url, _):
         status, headers, raw = raw_post(
-            f"{url}/v1/messages?beta=true", body,
-            {"x-api-key": KEY, "anthropic-version": "2023-06-01",
-             "anthropic-beta": "claude-code-20250219"},
-        )  # fmt: skip
+            f"{url}/v1/messages?beta=true",
+            body,
+            {
+                "x-api-key": KEY,
+                "anthropic-version": "2023-06-01",
+                "anthropic-beta": "claude-code-20250219",
+            },
+        )
 
     assert status == 200, raw
     assert headers["Content-Type"].startswith("text/event-stream")
@@ -385,16 +424,25 @@ def test_claude_code_style_request_is_accepted(serving):
 def test_stream_events_have_names_order_and_json_deltas(serving):
     scenario = {
         "name": "edit",
-        "turns": [[
-            "Let me edit the file now, carefully and completely.",
-            {"tool_use": {"name": "str_replace_based_edit_tool",
-                          "input": {"command": "create", "path": "a.txt", "file_text": "x" * 60}}},
-        ]],
-    }  # fmt: skip
+        "turns": [
+            [
+                "Let me edit the file now, carefully and completely.",
+                {
+                    "tool_use": {
+                        "name": "str_replace_based_edit_tool",
+                        "input": {"command": "create", "path": "a.txt", "file_text": "x" * 60},
+                    }
+                },
+            ]
+        ],
+    }
     body = {
-        "model": MODEL, "max_tokens": 500, "stream": True, "tools": [EDITOR],
+        "model": MODEL,
+        "max_tokens": 500,
+        "stream": True,
+        "tools": [EDITOR],
         "messages": [{"role": "user", "content": "edit"}],
-    }  # fmt: skip
+    }
     with serving([scenario]) as (url, _):
         status, headers, raw = raw_post(
             f"{url}/v1/messages", body, {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
@@ -415,8 +463,11 @@ def test_stream_events_have_names_order_and_json_deltas(serving):
     assert "ping" in names
     assert events[0]["message"]["content"] == []
     assert events[0]["message"]["stop_reason"] is None
-    json_deltas = [e["delta"]["partial_json"] for e in events if e.get("index") == 1
-                   and e["type"] == "content_block_delta"]  # fmt: skip
+    json_deltas = [
+        e["delta"]["partial_json"]
+        for e in events
+        if e.get("index") == 1 and e["type"] == "content_block_delta"
+    ]
     assert json_deltas[0] == ""
     assert len(json_deltas) > 2
     assert json.loads("".join(json_deltas))["file_text"] == "x" * 60
@@ -431,8 +482,12 @@ def test_stream_events_have_names_order_and_json_deltas(serving):
 def test_streaming_and_plain_replies_agree(serving):
     with serving([SCRIPTED]) as (url, _):
         client = make_client(url)
-        ask = {"model": MODEL, "max_tokens": 200, "tools": [BASH],
-               "messages": [{"role": "user", "content": "Say hello"}]}  # fmt: skip
+        ask = {
+            "model": MODEL,
+            "max_tokens": 200,
+            "tools": [BASH],
+            "messages": [{"role": "user", "content": "Say hello"}],
+        }
         plain = client.messages.create(**ask)
         with client.messages.stream(**ask) as stream:
             streamed = stream.get_final_message()
@@ -452,8 +507,13 @@ def test_prompt_cache_creation_then_read(serving):
     ]
     with serving([SCRIPTED]) as (url, sim):
         client = make_client(url)
-        ask = {"model": MODEL, "max_tokens": 100, "system": system, "tools": CLIENT_TOOLS,
-               "messages": [{"role": "user", "content": "Say hello"}]}  # fmt: skip
+        ask = {
+            "model": MODEL,
+            "max_tokens": 100,
+            "system": system,
+            "tools": CLIENT_TOOLS,
+            "messages": [{"role": "user", "content": "Say hello"}],
+        }
         first = client.messages.create(**ask).usage
         second = client.messages.create(**ask).usage
         counted = client.messages.count_tokens(
@@ -477,20 +537,30 @@ def test_prompt_cache_creation_then_read(serving):
 def test_moving_breakpoint_reads_the_earlier_prefix(serving):
     """An agent loop marks its latest message: each turn reads what the previous one wrote."""
     prompt = "Say hello. " + "context " * 800
-    turn_one = [{"role": "user", "content": [
-        {"type": "text", "text": prompt, "cache_control": {"type": "ephemeral"}}
-    ]}]  # fmt: skip
+    turn_one = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": prompt, "cache_control": {"type": "ephemeral"}}],
+        }
+    ]
     with serving([SCRIPTED]) as (url, _):
         client = make_client(url)
         first = client.messages.create(model=MODEL, max_tokens=100, tools=[BASH], messages=turn_one)
         turn_two = [
             {"role": "user", "content": [{"type": "text", "text": prompt}]},
             first.to_param(),
-            {"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": first.content[1].id, "content": "uid=0",
-                 "cache_control": {"type": "ephemeral", "ttl": "1h"}},
-            ]},
-        ]  # fmt: skip
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": first.content[1].id,
+                        "content": "uid=0",
+                        "cache_control": {"type": "ephemeral", "ttl": "1h"},
+                    },
+                ],
+            },
+        ]
         second = client.messages.create(
             model=MODEL, max_tokens=100, tools=[BASH], messages=turn_two
         )
@@ -508,8 +578,12 @@ def test_short_prompts_are_not_cached(serving):
     system = [{"type": "text", "text": "Short.", "cache_control": {"type": "ephemeral"}}]
     with serving([SCRIPTED]) as (url, _):
         client = make_client(url)
-        ask = {"model": MODEL, "max_tokens": 50, "system": system,
-               "messages": [{"role": "user", "content": "Say hello"}]}  # fmt: skip
+        ask = {
+            "model": MODEL,
+            "max_tokens": 50,
+            "system": system,
+            "messages": [{"role": "user", "content": "Say hello"}],
+        }
         usages = [client.messages.create(**ask).usage for _ in range(2)]
 
     assert all(u.cache_creation_input_tokens == u.cache_read_input_tokens == 0 for u in usages)
@@ -546,8 +620,9 @@ def test_overloaded_is_retried_by_the_sdk(serving):
 
 def test_rate_limit_via_admin_endpoint_then_recovery(serving):
     with serving([SCRIPTED]) as (url, sim):
-        status, queued = admin(url, "POST", "faults", {"kind": "rate_limit", "count": 2,
-                                                       "retry_after": 0.2})  # fmt: skip
+        status, queued = admin(
+            url, "POST", "faults", {"kind": "rate_limit", "count": 2, "retry_after": 0.2}
+        )
         with pytest.raises(anthropic.RateLimitError) as failure:
             make_client(url).messages.create(
                 model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "Say hello"}]
@@ -642,29 +717,47 @@ def test_slow_fault_delays_the_answer(serving):
 # --- validation and auth -----------------------------------------------------------------------
 
 USER = {"role": "user", "content": "Say hello"}
-TOOL_TURN = {"role": "assistant", "content": [
-    {"type": "tool_use", "id": "toolu_01abc", "name": "bash", "input": {"command": "ls"}}
-]}  # fmt: skip
+TOOL_TURN = {
+    "role": "assistant",
+    "content": [
+        {"type": "tool_use", "id": "toolu_01abc", "name": "bash", "input": {"command": "ls"}}
+    ],
+}
 INVALID = {
     "alternation": ({"messages": [USER, USER]}, 'found multiple "user" roles in a row'),
-    "first-assistant": ({"messages": [{"role": "assistant", "content": "x"}, USER]},
-                        'first message must use the "user" role'),
+    "first-assistant": (
+        {"messages": [{"role": "assistant", "content": "x"}, USER]},
+        'first message must use the "user" role',
+    ),
     "no-max-tokens": ({"max_tokens": None}, "max_tokens: Field required"),
     "zero-max-tokens": ({"max_tokens": 0}, "greater than or equal to 1"),
     "no-messages": ({"messages": []}, "at least one message is required"),
-    "unknown-tool-type": ({"tools": [{"type": "bash_20990101", "name": "bash"}]},
-                          "Input tag 'bash_20990101' found using 'type'"),
-    "wrong-tool-name": ({"tools": [{"type": "text_editor_20250728", "name": "editor"}]},
-                        "Input should be 'str_replace_based_edit_tool'"),
+    "unknown-tool-type": (
+        {"tools": [{"type": "bash_20990101", "name": "bash"}]},
+        "Input tag 'bash_20990101' found using 'type'",
+    ),
+    "wrong-tool-name": (
+        {"tools": [{"type": "text_editor_20250728", "name": "editor"}]},
+        "Input should be 'str_replace_based_edit_tool'",
+    ),
     "custom-without-schema": ({"tools": [{"name": "lookup"}]}, "input_schema: Field required"),
     "duplicate-tools": ({"tools": [BASH, BASH]}, "Tool names must be unique"),
-    "unanswered-tool-use": ({"messages": [USER, TOOL_TURN, USER]},
-                            "`tool_use` ids were found without `tool_result` blocks"),
-    "stray-tool-result": ({"messages": [USER, {"role": "assistant", "content": "ok"}, {
-        "role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01x"}]}]},
-        "unexpected `tool_use_id` found in `tool_result` blocks: toolu_01x"),
+    "unanswered-tool-use": (
+        {"messages": [USER, TOOL_TURN, USER]},
+        "`tool_use` ids were found without `tool_result` blocks",
+    ),
+    "stray-tool-result": (
+        {
+            "messages": [
+                USER,
+                {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01x"}]},
+            ]
+        },
+        "unexpected `tool_use_id` found in `tool_result` blocks: toolu_01x",
+    ),
     "empty-text": ({"messages": [{"role": "user", "content": ""}]}, "must be non-empty"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(("change", "message"), INVALID.values(), ids=INVALID.keys())
@@ -689,15 +782,19 @@ def test_client_tool_versions_are_accepted(serving):
     with serving([SCRIPTED]) as (url, sim):
         for editor in ("text_editor_20241022", "text_editor_20250124"):
             reply = make_client(url).messages.create(
-                model="claude-opus-4-1-20250805", max_tokens=50, messages=[USER],
+                model="claude-opus-4-1-20250805",
+                max_tokens=50,
+                messages=[USER],
                 tools=[tools[0], {**tools[1], "type": editor}],
-            )  # fmt: skip
+            )
             assert reply.model == "claude-opus-4-1-20250805"
         for editor in ("text_editor_20250429", "text_editor_20250728"):
             make_client(url).messages.create(
-                model="claude-haiku-4-5", max_tokens=50, messages=[USER],
+                model="claude-haiku-4-5",
+                max_tokens=50,
+                messages=[USER],
                 tools=[{"type": editor, "name": "str_replace_based_edit_tool"}],
-            )  # fmt: skip
+            )
         assert [entry.status for entry in sim.requests()] == [200] * 4
 
 
