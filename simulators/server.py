@@ -24,7 +24,10 @@ class BackgroundServer:
         self.port = self._server.server_port
         self._thread = threading.Thread(
             # A short poll interval makes stop() quick, so tests can afford a server each.
-            target=self._server.serve_forever, args=(0.05,), name=f"sim-{self.port}", daemon=True
+            target=self._server.serve_forever,
+            args=(0.05,),
+            name=f"sim-{self.port}",
+            daemon=True,
         )
 
     @property
