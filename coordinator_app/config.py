@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from coordinator_app.exceptions import ConfigError
+from coordinator_app.settings import from_mapping, load_settings
 
 DEFAULT_CONFIG_FILE = "/etc/claude-coordinator/coordinator.toml"
 ENV_PREFIX = "CCC_"
@@ -85,34 +83,19 @@ class CoordinatorConfig:
         **overrides: Any,
     ) -> CoordinatorConfig:
         """Defaults, then the TOML file (if any), then CCC_* variables, then ``overrides``."""
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        file = Path(path or environ.get(f"{ENV_PREFIX}CONFIG", DEFAULT_CONFIG_FILE))
-        if path or file.exists():
-            try:
-                values.update(tomllib.loads(file.read_text()))
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise ConfigError(f"cannot read config file {file}: {exc}") from exc
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        for key, raw in environ.items():
-            if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in names:
-                values[key[len(ENV_PREFIX) :].lower()] = raw
-        values.update(overrides)
-        return cls.from_mapping(values)
+        return load_settings(
+            cls,
+            path=path,
+            default_path=DEFAULT_CONFIG_FILE,
+            env_prefix=ENV_PREFIX,
+            environ=environ,
+            overrides=overrides,
+        )
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> CoordinatorConfig:
         """Build and validate a config; a bad value fails naming its field."""
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
-        kwargs = {}
-        for name, raw in values.items():
-            kwargs[name] = _coerce(name, names[name].type, raw)
-        config = cls(**kwargs)
-        config.validate()
-        return config
+        return from_mapping(cls, values)
 
     def validate(self) -> None:
         """Refuse settings the coordinator cannot run with."""
@@ -126,35 +109,3 @@ class CoordinatorConfig:
             )
         if not self.database_url.startswith("postgresql"):
             raise ConfigError(f"database_url must be a PostgreSQL URL, got {self.database_url!r}")
-
-
-def _coerce(name: str, kind: str, raw: Any) -> Any:
-    """Turn file or environment values into the field's type, with an error naming the field."""
-    try:
-        if kind == "Budget":
-            if isinstance(raw, Budget):
-                return raw
-            if not isinstance(raw, dict):
-                raise TypeError("expected a table of limits")
-            return Budget(
-                **{
-                    k: _coerce(f"budget.{k}", type(getattr(Budget(), k)).__name__, v)
-                    for k, v in raw.items()
-                }
-            )
-        if kind == "bool" and isinstance(raw, str):
-            if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
-                raise ValueError(f"not a boolean: {raw!r}")
-            return raw.lower() in {"1", "true", "yes"}
-        if kind in ("int", "float"):
-            if isinstance(raw, bool):
-                raise TypeError("expected a number")
-            return int(raw) if kind == "int" else float(raw)
-        if kind.startswith("list") and isinstance(raw, str):
-            return [item.strip() for item in raw.split(",") if item.strip()]
-        if kind.startswith("dict") and isinstance(raw, str):
-            pairs = (item.split("=", 1) for item in raw.split(",") if item.strip())
-            return {key.strip(): value.strip() for key, value in pairs}
-        return raw
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"setting {name}: {exc}") from exc
