@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -102,6 +103,20 @@ def running_lab(
     """Bring a lab up and destroy it on the way out, whatever happened (failure, Ctrl-C, TERM)."""
     config = config or isolated_config()
     spec = default_spec(spec, config.host_prefix) if isinstance(spec, int) else spec
+    with _exclusive(config):
+        yield from _run_lab(spec, config, progress)
+
+
+@contextlib.contextmanager
+def _exclusive(config: LabConfig) -> Iterator[None]:
+    # Two test runs on one machine would destroy each other's hosts as "leftovers": take turns.
+    config.state_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(config.state_dir.parent / f".{config.state_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _run_lab(spec: LabSpec, config: LabConfig, progress: Progress | None) -> Iterator[LabSession]:
     lab = Lab(config, progress)
     if config.state_dir.exists():  # a previous run was killed before it could clean up
         logger.warning("Lab %s: destroying leftovers of an earlier run", config.state_dir)
