@@ -5,16 +5,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests need: private PostgreSQL and Redis servers, git for repositories.
-TEST_DEBS := postgresql redis-server git
+TEST_DEBS := postgresql redis-server git bubblewrap
+# Debian packages the lab (systemd-nspawn hosts) needs.
+LAB_DEBS := systemd-container debootstrap apt-cacher-ng openssh-client
 PYTEST_ARGS ?=
 
-.PHONY: help setup test test-fast lint demo clean
+.PHONY: help setup lab-deps test test-fast lint demo clean
 
 help:
 	@echo "make demo       run the main job"
 	@echo "make test       install what the tests need and run them all (what CI runs)"
 	@echo "make test-fast  the tests without the slow ones (lab hosts, end to end)"
 	@echo "make lint       ruff check and format check"
+	@echo "make lab-deps   the Debian packages the lab hosts need"
 	@echo "make clean      remove the virtualenv and build files"
 
 # The stamp depends on pyproject.toml: editing dependencies reinstalls, nothing else does.
@@ -26,7 +29,10 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 	@scripts/ensure-debian-packages.sh $(TEST_DEBS)
 
-test: setup
+lab-deps:
+	@scripts/ensure-debian-packages.sh $(LAB_DEBS)
+
+test: setup lab-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: setup
@@ -36,7 +42,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-demo: setup
+demo: setup lab-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/demo.sh
 
 clean:

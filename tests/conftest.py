@@ -10,6 +10,8 @@ import redis
 
 from lab.services import PostgresServer, RedisServer
 
+pytest_plugins = ["lab.pytest_plugin"]
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # ../shared sits beside the checkout in development and CI, but not in a user's clone.
 SHARED_FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"

@@ -1,0 +1,3 @@
+from agent_app.cli import main
+
+main()

@@ -1,0 +1,113 @@
+"""`claude-agent`: run the agent daemon, or check its configuration."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import anthropic
+import click
+import redis
+
+from agent_app import __version__
+from agent_app.api import ApiServer, create_api
+from agent_app.config import DEFAULT_CONFIG_FILE, AgentConfig
+from agent_app.coordinator_client import CoordinatorClient
+from agent_app.exceptions import AgentError
+from agent_app.executor import Executor, RateGate
+from agent_app.gitcmd import Git
+from agent_app.publisher import Publisher
+from agent_app.task_runner import TaskRunner
+from agent_app.worker import Worker
+from agent_app.workspace import Workspaces
+from coordinator_app.exceptions import ConfigError
+from coordinator_app.queues import TaskQueues
+
+
+def _load(path: str | None) -> AgentConfig:
+    try:
+        return AgentConfig.load(path)
+    except ConfigError as exc:
+        raise click.ClickException(f"bad configuration: {exc}") from exc
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help=f"Config file (default: $CLAUDE_AGENT_CONFIG or {DEFAULT_CONFIG_FILE}).",
+)
+@click.version_option(__version__)
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """The Claude Code Cluster agent."""
+    # One line per event, to stdout, for journald; the agent and task ids are in the message.
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(name)s: %(message)s"
+    )
+    for noisy in ("httpx", "httpx2", "anthropic", "urllib3", "werkzeug", "github"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    ctx.obj = config_path
+
+
+@main.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate the configuration and print it without secrets."""
+    config = _load(ctx.obj)
+    click.echo(
+        f"{config.name}: {', '.join(config.specialties)}; up to {config.max_tasks} "
+        f"task(s); coordinator {config.coordinator_url}; model {config.model}"
+    )
+
+
+def build_worker(config: AgentConfig, config_path: str | None) -> Worker:
+    """Wire the agent's collaborators from its configuration."""
+    coordinator = CoordinatorClient(
+        config.coordinator_url, config.name, config.agent_key, config.coordinator_ca_file
+    )
+    git = Git(config.github_token, config.git_author_name, config.git_author_email)
+    workspaces = Workspaces(config.workspace_root, git)
+    client = anthropic.Anthropic(
+        base_url=config.anthropic_base_url, api_key=config.anthropic_api_key, max_retries=0
+    )
+    executor = Executor(
+        client,
+        config.model,
+        config.max_output_tokens,
+        config.price(config.model),
+        RateGate(),
+        config.secrets,
+    )
+    publisher = Publisher(
+        git,
+        config.github_api_url,
+        config.github_token,
+        (config.git_author_name, config.git_author_email),
+    )
+    hidden = [Path(config_path or DEFAULT_CONFIG_FILE).resolve().parent]
+    runner = TaskRunner(config, coordinator, workspaces, executor, publisher, hidden)
+    queues = TaskQueues(redis.Redis.from_url(config.redis_url, socket_timeout=30))
+    return Worker(config, coordinator, queues, runner, workspaces)
+
+
+@main.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the agent until SIGTERM (warm stop) or a second SIGTERM (cold stop)."""
+    config = _load(ctx.obj)
+    worker = build_worker(config, ctx.obj)
+    worker.install_signal_handlers()
+    api = None
+    if config.api_token:
+        api = ApiServer(create_api(worker, config.api_token), config.api_host, config.api_port)
+        api.start()
+    try:
+        sys.exit(worker.run())
+    except AgentError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        if api:
+            api.stop()

@@ -1,0 +1,134 @@
+"""The agent's configuration: /etc/claude-agent/agent.toml, then CLAUDE_AGENT_* variables."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from coordinator_app.config import SPECIALTIES
+from coordinator_app.exceptions import ConfigError
+from coordinator_app.settings import load_settings
+
+DEFAULT_CONFIG_FILE = "/etc/claude-agent/agent.toml"
+ENV_PREFIX = "CLAUDE_AGENT_"
+
+
+@dataclass
+class ModelPrice:
+    """US dollars per million tokens."""
+
+    input: float
+    output: float
+    cache_write: float
+    cache_read: float
+
+
+# List prices per model family (USD / MTok); the first key contained in the model id wins.
+DEFAULT_PRICES: dict[str, dict[str, float]] = {
+    "opus": {"input": 15.0, "output": 75.0, "cache_write": 18.75, "cache_read": 1.5},
+    "sonnet": {"input": 3.0, "output": 15.0, "cache_write": 3.75, "cache_read": 0.3},
+    "haiku": {"input": 1.0, "output": 5.0, "cache_write": 1.25, "cache_read": 0.1},
+}
+
+
+@dataclass
+class Limits:
+    """Ceilings for any task on this agent; a task's own budget may only lower them."""
+
+    max_turns: int = 60
+    max_tokens: int = 4_000_000
+    max_dollars: float = 10.0
+    max_seconds: int = 3600
+    command_timeout: int = 300  # one bash command
+    test_timeout: int = 900  # the repository's test suite
+    output_chars: int = 20_000  # tool output kept for the model (head and tail)
+
+
+@dataclass
+class AgentConfig:
+    """Every agent setting; each can be set in the file or as CLAUDE_AGENT_<FIELD>."""
+
+    name: str = field(default_factory=socket.gethostname)
+    specialties: list[str] = field(default_factory=lambda: ["general"])
+    max_tasks: int = 1
+    clearance: str = "standard"
+    # The coordinator: its URL, the CA that signed its certificate, this agent's key.
+    coordinator_url: str = "http://127.0.0.1:8000"
+    coordinator_ca_file: str = ""
+    agent_key: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Workspaces: one folder per task plus a mirror per repository.
+    workspace_root: str = "/var/lib/claude-agent"
+    retention_days: int = 7
+    # Claude.
+    model: str = "claude-sonnet-4-6"
+    max_output_tokens: int = 8192
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_api_key: str = ""
+    prices: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+    # GitHub: API URL (api.github.com or <host>/api/v3), the bot's token, the commit identity.
+    github_api_url: str = "https://api.github.com"
+    github_token: str = ""
+    git_author_name: str = "Claude Code Cluster"
+    git_author_email: str = "claude-agent@users.noreply.github.com"
+    # Commands run through bwrap when available ("auto"), always ("bwrap") or never ("none").
+    sandbox: str = "auto"
+    # The agent's own HTTP API; empty api_token disables it.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8081
+    api_token: str = ""
+    # Timing.
+    heartbeat_seconds: int = 15
+    claim_block_seconds: int = 5
+    stop_timeout_seconds: int = 90  # warm stop: time to finish or checkpoint before handing back
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, environ=None, **overrides) -> AgentConfig:
+        """Defaults, then the TOML file, then CLAUDE_AGENT_* variables, then ``overrides``."""
+        return load_settings(
+            cls,
+            path=path,
+            default_path=DEFAULT_CONFIG_FILE,
+            env_prefix=ENV_PREFIX,
+            environ=environ,
+            overrides=overrides,
+        )
+
+    def validate(self) -> None:
+        """Refuse settings the agent cannot run with, naming the field."""
+        unknown = sorted(set(self.specialties) - set(SPECIALTIES))
+        if unknown or not self.specialties:
+            raise ConfigError(f"specialties: unknown {unknown}; choose from {list(SPECIALTIES)}")
+        for name in ("agent_key", "anthropic_api_key", "github_token"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} is required")
+        if not 1 <= self.max_tasks <= 64:
+            raise ConfigError("max_tasks must be between 1 and 64")
+        if self.sandbox not in {"auto", "bwrap", "none"}:
+            raise ConfigError("sandbox must be auto, bwrap or none")
+        if not self.coordinator_url.startswith(("http://", "https://")):
+            raise ConfigError(f"coordinator_url must be an http(s) URL: {self.coordinator_url!r}")
+        for model, price in self.prices.items():
+            try:
+                ModelPrice(**price)
+            except TypeError as exc:
+                raise ConfigError(f"prices.{model}: {exc}") from exc
+
+    def price(self, model: str) -> ModelPrice:
+        """The price of ``model``; an unknown model is priced like the most expensive one."""
+        for family, price in self.prices.items():
+            if family in model:
+                return ModelPrice(**price)
+        return max((ModelPrice(**p) for p in self.prices.values()), key=lambda p: p.output)
+
+    @property
+    def secrets(self) -> list[str]:
+        """Values that must never reach a log, a transcript, a model or a tool."""
+        return [
+            s
+            for s in (self.agent_key, self.anthropic_api_key, self.github_token, self.api_token)
+            if s
+        ]

@@ -1,0 +1,40 @@
+"""Errors the agent raises on purpose; the control-flow ones carry what the caller needs."""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base class for the agent's own errors."""
+
+
+class CoordinatorUnavailable(AgentError):
+    """The coordinator did not answer (network, 5xx): back off and try again, keep the work."""
+
+
+class CoordinatorRefused(AgentError):
+    """The coordinator answered with a 4xx: the request itself is wrong or not allowed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"coordinator answered {status}: {message}")
+        self.status = status
+
+
+class LimitExceeded(AgentError):
+    """A task budget ran out (turns, tokens, dollars, seconds); the work so far is kept."""
+
+    def __init__(self, limit: str, used: float = -1, allowed: float = -1) -> None:
+        detail = f" ({used:g} of {allowed:g})" if allowed >= 0 else ""
+        super().__init__(f"{limit} limit reached{detail}")
+        self.limit, self.used, self.allowed = limit, used, allowed
+
+
+class Cancelled(AgentError):
+    """The task was cancelled (by the coordinator, an admin, or a cold stop)."""
+
+
+class WorkspaceError(AgentError):
+    """The repository could not be cloned, fetched or checked out."""
+
+
+class PublishError(AgentError):
+    """The branch could not be pushed or the pull request opened."""

@@ -1,0 +1,297 @@
+"""One task from claim to pull request: workspace, Claude, tests, commit, push, PR, report.
+
+Whatever stops the work early (a limit, a cancellation, a stop of the agent) ends the same
+way: the changes so far are committed and pushed to the task branch, and the coordinator is
+told where they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent_app import prompts, repo_tests
+from agent_app.config import AgentConfig
+from agent_app.coordinator_client import CoordinatorClient
+from agent_app.exceptions import AgentError, Cancelled, CoordinatorUnavailable, LimitExceeded
+from agent_app.executor import Budget, Conversation, Executor, Usage
+from agent_app.publisher import Publisher, branch_name
+from agent_app.sandbox import CommandRunner
+from agent_app.tools import ToolSet
+from agent_app.workspace import TaskWorkspace, Workspaces
+
+logger = logging.getLogger(__name__)
+TEST_FIX_ROUNDS = 2  # times the model is shown failing tests after it said it was done
+
+
+class StopRequested(AgentError):
+    """The agent is stopping: checkpoint the task and hand it back to the queue."""
+
+
+@dataclass
+class RunningTask:
+    """A task as the worker tracks it: its id and the events that stop it."""
+
+    id: int
+    data: dict
+    cancel: threading.Event = field(default_factory=threading.Event)
+    handback: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.monotonic)
+    phase: str = "starting"
+
+
+class TaskRunner:
+    """Runs tasks; one instance per agent, shared by its task threads."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        coordinator: CoordinatorClient,
+        workspaces: Workspaces,
+        executor: Executor,
+        publisher: Publisher,
+        hidden: list[Path],
+    ) -> None:
+        """``hidden``: paths commands must not see (the agent's configuration folder)."""
+        self.config = config
+        self.hidden = [*hidden, workspaces.root]
+        self.coordinator = coordinator
+        self.workspaces = workspaces
+        self.executor = executor
+        self.publisher = publisher
+
+    def budget(self, task: dict) -> Budget:
+        """The task's budget, never above this agent's own ceilings."""
+        given, ceiling = task.get("budget") or {}, self.config.limits
+        return Budget(
+            max_turns=min(given.get("max_turns", ceiling.max_turns), ceiling.max_turns),
+            max_tokens=min(given.get("max_tokens", ceiling.max_tokens), ceiling.max_tokens),
+            max_dollars=min(given.get("max_dollars", ceiling.max_dollars), ceiling.max_dollars),
+            max_seconds=min(given.get("max_seconds", ceiling.max_seconds), ceiling.max_seconds),
+        )
+
+    def run(self, running: RunningTask) -> None:
+        """Work on the task and report the outcome; never raises."""
+        task = running.data
+        usage = Usage()
+        workspace: TaskWorkspace | None = None
+        try:
+            clone_url, default_branch = self.publisher.clone_url(task["repository"])
+            branch = task.get("branch") or branch_name(task["issue_number"], task["title"])
+            running.phase = "preparing workspace"
+            workspace = self.workspaces.prepare(
+                task["id"], task["repository"], clone_url, branch, default_branch
+            )
+            self._report_state(task["id"], "in_progress", branch=branch)
+            tests, summary = self._work(running, workspace, branch, usage)
+            self._finish(running, workspace, branch, default_branch, usage, tests, summary)
+        except (LimitExceeded, Cancelled, StopRequested) as exc:
+            self._checkpoint(running, workspace, usage, exc)
+        except Exception as exc:
+            logger.exception("Task %s: failed: %s", task["id"], exc)
+            self._checkpoint(running, workspace, usage, exc)
+        finally:
+            if workspace is not None:
+                workspace.write_metadata(finished_at=time.time(), usage=usage.__dict__)
+
+    # Phases ------------------------------------------------------------------------------
+
+    def _work(
+        self, running: RunningTask, workspace: TaskWorkspace, branch: str, usage: Usage
+    ) -> tuple[repo_tests.TestRun | None, str]:
+        """Claude's loop, then the tests (with fix rounds); returns (tests, Claude's summary)."""
+        task = running.data
+        runner = self._runner(workspace)
+        readable = [self.workspaces.mirror_path(task["repository"])]
+        tools = ToolSet(
+            workspace.repo,
+            runner,
+            self.config.limits.command_timeout,
+            running.cancel,
+            readable=readable,
+        )
+        conversation = Conversation(
+            system=prompts.system_blocks(
+                task["repository"], branch, task.get("specialty") or "general", workspace.repo
+            ),
+            messages=[{"role": "user", "content": prompts.task_message(task)}],
+        )
+        budget = self.budget(task)
+        command = repo_tests.detect(workspace.repo)
+        test_run = None
+        for round_number in range(TEST_FIX_ROUNDS + 1):
+            running.phase = "working with Claude"
+            self._guard(running)
+            self.executor.run(
+                conversation,
+                tools,
+                budget,
+                usage,
+                running.started,
+                workspace.transcript,
+                running.cancel,
+                lambda event: self._progress(task["id"], event),
+            )
+            if command is None:
+                return None, conversation.summary
+            running.phase = "running tests"
+            self._report_state(task["id"], "testing")
+            test_run = repo_tests.run(
+                runner, workspace.repo, command, self.config.limits.test_timeout, running.cancel
+            )
+            self._progress(
+                task["id"],
+                {
+                    "kind": "tests",
+                    "data": {k: v for k, v in test_run.as_dict().items() if k != "output"},
+                },
+            )
+            if test_run.ok or round_number == TEST_FIX_ROUNDS:
+                return test_run, conversation.summary
+            self._report_state(task["id"], "in_progress", reason="tests failed; fixing")
+            conversation.messages.append(
+                {
+                    "role": "user",
+                    "content": prompts.tests_failed_message(command, test_run.output[-6000:]),
+                }
+            )
+        return test_run, conversation.summary
+
+    def _finish(
+        self,
+        running: RunningTask,
+        workspace: TaskWorkspace,
+        branch: str,
+        base: str,
+        usage: Usage,
+        tests: repo_tests.TestRun | None,
+        summary: str,
+    ) -> None:
+        task = running.data
+        running.phase = "publishing"
+        self._guard(running)
+        commit = self.publisher.commit_all(workspace.repo, _commit_message(task, summary))
+        mirror = self.workspaces.mirror_path(task["repository"])
+        pushed = self.publisher.push(mirror, workspace.repo, branch)
+        if commit is None and task.get("kind") != "follow_up" and not task.get("pr_number"):
+            raise AgentError("Claude finished without changing anything")
+        failing = tests is not None and not tests.ok
+        pr = self.publisher.open_or_update_pr(
+            task["repository"],
+            branch,
+            base,
+            title=task["title"],
+            body=_pr_body(task, summary, tests, usage),
+            draft=failing,
+        )
+        self._report_state(task["id"], "review", pr_number=pr.number, pr_url=pr.url)
+        self.coordinator.finish(
+            task["id"],
+            outcome="completed",
+            branch=branch,
+            pr_number=pr.number,
+            pr_url=pr.url,
+            summary=summary,
+            pushed_commit=pushed,
+            tests=tests.as_dict() | {"output": ""} if tests else None,
+        )
+        logger.info(
+            "Task %s: PR %s (%s), tests %s, $%.4f",
+            task["id"],
+            pr.url,
+            "new" if pr.created else "updated",
+            "none" if tests is None else ("passed" if tests.ok else "FAILED"),
+            usage.cost_usd,
+        )
+
+    def _checkpoint(
+        self, running: RunningTask, workspace: TaskWorkspace | None, usage: Usage, why: Exception
+    ) -> None:
+        """Keep the work: commit and push what exists, then tell the coordinator."""
+        task = running.data
+        pushed = None
+        if workspace is not None and workspace.repo.exists():
+            branch = workspace.read_metadata().get("branch")
+            try:
+                self.publisher.commit_all(
+                    workspace.repo, f"WIP: {task['title']}\n\nCheckpoint: {why}"
+                )
+                pushed = self.publisher.push(
+                    self.workspaces.mirror_path(task["repository"]), workspace.repo, branch
+                )
+            except AgentError as exc:
+                logger.error("Task %s: checkpoint could not be pushed: %s", task["id"], exc)
+        note = f"{why}; work pushed to {pushed}" if pushed else str(why)
+        logger.warning("Task %s: stopped: %s", task["id"], note)
+        try:
+            if isinstance(why, StopRequested) or running.handback.is_set():
+                self.coordinator.release(task["id"], f"agent stopping: {note}")
+            elif isinstance(why, Cancelled):
+                return  # the coordinator cancelled it: nothing to report back
+            else:
+                self.coordinator.finish(
+                    task["id"],
+                    outcome="failed",
+                    error=note,
+                    pushed_commit=pushed,
+                    limit=getattr(why, "limit", None),
+                )
+        except AgentError as exc:
+            # The lease will expire and the coordinator will queue the task again.
+            logger.error("Task %s: could not report the stop: %s", task["id"], exc)
+
+    # Helpers -----------------------------------------------------------------------------
+
+    def _runner(self, workspace: TaskWorkspace) -> CommandRunner:
+        return CommandRunner(
+            self.config.sandbox, self.hidden, self.config.secrets, self.config.limits.output_chars
+        )
+
+    def _guard(self, running: RunningTask) -> None:
+        if running.cancel.is_set():
+            raise Cancelled("cancelled")
+        if running.handback.is_set():
+            raise StopRequested("the agent is stopping")
+
+    def _report_state(self, task_id: int, state: str, **fields) -> None:
+        self._call(self.coordinator.update, task_id, state=state, **fields)
+
+    def _progress(self, task_id: int, event: dict) -> None:
+        self._call(self.coordinator.events, task_id, [event])
+
+    def _call(self, method, *args, **kwargs) -> None:
+        """Report to the coordinator; an unreachable coordinator does not stop the work."""
+        try:
+            method(*args, **kwargs)
+        except CoordinatorUnavailable as exc:
+            logger.warning("Coordinator unreachable, continuing: %s", exc)
+
+
+def _commit_message(task: dict, summary: str) -> str:
+    subject = (
+        task["title"]
+        if task.get("kind") != "follow_up"
+        else f"Address review feedback (#{task['issue_number']})"
+    )
+    return f"{subject[:72]}\n\n{summary.strip()[:3000]}\n\nIssue #{task['issue_number']}\n"
+
+
+def _pr_body(task: dict, summary: str, tests, usage: Usage) -> str:
+    if tests is None:
+        test_line = "No test suite was found in the repository."
+    elif tests.ok:
+        test_line = f"✅ `{tests.command}`: {tests.passed} passed."
+    else:
+        test_line = (
+            f"❌ `{tests.command}`: {tests.failed} failed, {tests.passed} passed "
+            "(this pull request is a draft until they pass)."
+        )
+    return (
+        f"Closes #{task['issue_number']}\n\n{summary.strip()}\n\n**Tests:** {test_line}\n\n"
+        f"<sub>Claude Code Cluster · {usage.turns} turns · "
+        f"{usage.input_tokens + usage.cache_creation_tokens + usage.cache_read_tokens} input / "
+        f"{usage.output_tokens} output tokens · ${usage.cost_usd:.4f}</sub>"
+    )
