@@ -75,6 +75,8 @@ class AgentConfig:
     git_author_email: str = "claude-agent@users.noreply.github.com"
     # Commands run through bwrap when available ("auto"), always ("bwrap") or never ("none").
     sandbox: str = "auto"
+    # PATH of the model's commands and the test runs (the toolchains the repositories need).
+    command_path: str = "/usr/local/bin:/usr/bin:/bin"
     # The agent's own HTTP API; empty api_token disables it.
     api_host: str = "127.0.0.1"
     api_port: int = 8081

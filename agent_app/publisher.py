@@ -97,10 +97,10 @@ class Publisher:
                 f"+refs/heads/{branch}:refs/heads/{branch}",
                 cwd=mirror,
             )
-            # Not --force: a follow-up builds on the branch, so anything else is a real conflict.
-            self.git(
-                "push", "--quiet", "origin", f"refs/heads/{branch}:refs/heads/{branch}", cwd=mirror
-            )
+            # To the URL, not "origin": a mirror remote refuses single refspecs. Not --force: a
+            # follow-up builds on the branch, so anything else there is a real conflict.
+            url = self.git("remote", "get-url", "origin", cwd=mirror).strip()
+            self.git("push", "--quiet", url, f"refs/heads/{branch}:refs/heads/{branch}", cwd=mirror)
             return self.git("rev-parse", f"refs/heads/{branch}", cwd=mirror).strip()
         except GitError as exc:
             raise PublishError(f"push of {branch} failed: {exc}") from exc

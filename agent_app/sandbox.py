@@ -56,12 +56,18 @@ class CommandRunner:
     """Runs shell commands for one task."""
 
     def __init__(
-        self, mode: str, hidden: list[Path], secrets: list[str], output_chars: int = 20_000
+        self,
+        mode: str,
+        hidden: list[Path],
+        secrets: list[str],
+        output_chars: int = 20_000,
+        path: str = BASE_ENV["PATH"],
     ) -> None:
         """``mode``: "bwrap", "none" or "auto" (bwrap when it works here)."""
         self.hidden = [Path(p) for p in hidden]
         self.secrets = [s for s in secrets if s]
         self.output_chars = output_chars
+        self.path = path
         self.use_bwrap = mode == "bwrap" or (mode == "auto" and bwrap_works())
         if mode == "bwrap" and not bwrap_works():
             raise RuntimeError("sandbox = bwrap, but bubblewrap is missing or not permitted here")
@@ -98,7 +104,7 @@ class CommandRunner:
         readable: list[Path] = (),
     ) -> CommandResult:
         """Run ``command`` and return its merged output, truncated and redacted."""
-        env = {**BASE_ENV, "HOME": str(cwd)}
+        env = {**BASE_ENV, "HOME": str(cwd), "PATH": self.path}
         env.update({k: v for k, v in os.environ.items() if k in PASSED_THROUGH})
         with tempfile.TemporaryFile() as out:
             process = subprocess.Popen(

@@ -246,9 +246,8 @@ class TaskRunner:
     # Helpers -----------------------------------------------------------------------------
 
     def _runner(self, workspace: TaskWorkspace) -> CommandRunner:
-        return CommandRunner(
-            self.config.sandbox, self.hidden, self.config.secrets, self.config.limits.output_chars
-        )
+        return CommandRunner(self.config.sandbox, self.hidden, self.config.secrets,
+                             self.config.limits.output_chars, self.config.command_path)
 
     def _guard(self, running: RunningTask) -> None:
         if running.cancel.is_set():

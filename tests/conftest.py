@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from coordinator_app import migrate
 from lab.services import PostgresServer, RedisServer
 
 pytest_plugins = ["lab.pytest_plugin"]
@@ -33,6 +34,13 @@ def postgres_url(postgres_server):
         yield url
     finally:
         postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def database_url(postgres_url):
+    """A fresh database migrated to the coordinator's newest schema."""
+    migrate.upgrade(postgres_url)
+    return postgres_url
 
 
 @pytest.fixture(scope="session")

@@ -11,18 +11,12 @@ import pytest
 import redis
 from werkzeug.security import generate_password_hash
 
-from coordinator_app import create_app, migrate
+from coordinator_app import create_app
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.models import AdminUser
 
 WEBHOOK_SECRET = "test-webhook-secret"
 ADMIN_PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def database_url(postgres_url):
-    migrate.upgrade(postgres_url)
-    return postgres_url
 
 
 def make_config(database_url: str, redis_url: str, **overrides) -> CoordinatorConfig:
