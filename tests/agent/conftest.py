@@ -179,10 +179,14 @@ def running_cluster(
         claude_app = create_claude_app(scenarios, api_keys={CLAUDE_KEY})
         recorder = RecordingApp(claude_app)
         config = make_config(
-            database_url, redis_url, github_api_url=f"{gh_url}/api/v3",
-            github_token=TOKENS["cluster-bot"], heartbeat_seconds=1, lease_seconds=5,
+            database_url,
+            redis_url,
+            github_api_url=f"{gh_url}/api/v3",
+            github_token=TOKENS["cluster-bot"],
+            heartbeat_seconds=1,
+            lease_seconds=5,
             **coordinator_overrides,
-        )  # fmt: skip
+        )
         app = create_app(config)
         ccc = app.extensions["ccc"]
         stack.callback(ccc.redis.close)
@@ -199,14 +203,32 @@ def running_cluster(
         claude = stack.enter_context(BackgroundServer(recorder))
         coordinator = stack.enter_context(BackgroundServer(app))
         stack.callback(gh_sim.wait_idle, 10)
-        gh_sim.create_hook(REPO, f"{coordinator.url}/webhooks/github", secret=WEBHOOK_SECRET,
-                           events=["issues", "issue_comment", "pull_request",
-                                   "pull_request_review", "pull_request_review_comment"])  # fmt: skip
+        gh_sim.create_hook(
+            REPO,
+            f"{coordinator.url}/webhooks/github",
+            secret=WEBHOOK_SECRET,
+            events=[
+                "issues",
+                "issue_comment",
+                "pull_request",
+                "pull_request_review",
+                "pull_request_review_comment",
+            ],
+        )
         ccc.processor.start(interval=0.2)
         stack.callback(ccc.processor.stop)
-        cluster = Cluster(gh_sim, gh_url, claude_app.extensions["claude_sim"], claude.url,
-                          recorder.bodies, ccc, coordinator.url,
-                          {"Authorization": f"Bearer {token}"}, client, tmp)  # fmt: skip
+        cluster = Cluster(
+            gh_sim,
+            gh_url,
+            claude_app.extensions["claude_sim"],
+            claude.url,
+            recorder.bodies,
+            ccc,
+            coordinator.url,
+            {"Authorization": f"Bearer {token}"},
+            client,
+            tmp,
+        )
         stack.callback(cluster.close_agents)
         stack.callback(cluster.stop_agents)
         yield cluster
