@@ -32,7 +32,7 @@ def _echo(message: str) -> None:
 @click.option("--inventory", type=click.Path(path_type=Path), help="Inventory file to write.")
 @click.option("-v", "--verbose", is_flag=True, help="Log details.")
 @click.pass_context
-def cli(  # noqa: PLR0917 - click passes every option positionally
+def cli(
     ctx: click.Context,
     state_dir: Path | None,
     network: str | None,

@@ -43,7 +43,7 @@ EXAMPLE_SCENARIOS = Path(__file__).resolve().parent / "scenarios"
     show_default=True,
     help="Seconds between streamed events (makes live demos readable).",
 )
-def claude(  # noqa: PLR0917 - click passes every option by position
+def claude(
     host: str,
     port: int,
     scenario_paths: tuple[Path, ...],
