@@ -75,6 +75,8 @@ class Worker:
     def bootstrap(self) -> None:
         """Authenticate and send the first heartbeat; refuse to run beside a live twin."""
         delay = 1.0
+        # A crashed predecessor falls silent within two heartbeats; a live twin never does.
+        twin_deadline = None
         while not self.stopping.is_set():
             try:
                 self._heartbeat()
@@ -88,7 +90,13 @@ class Worker:
             except CoordinatorRefused as exc:
                 if exc.status == 409:
                     # A twin is live, or our previous process died moments ago: wait it out.
+                    now = time.monotonic()
+                    twin_deadline = twin_deadline or now + 3 * self.config.heartbeat_seconds + 5
+                    if now > twin_deadline:
+                        raise AgentError(f"another live agent is named {self.config.name}; "
+                                         "refusing to run beside it") from exc
                     logger.warning("Agent %s: %s; waiting", self.config.name, exc)
+                    delay = 1.0
                 elif exc.status in (401, 403):
                     raise AgentError(f"the coordinator refused this agent's key: {exc}") from exc
                 else:

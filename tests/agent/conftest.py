@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -68,20 +70,15 @@ class Cluster:
     workers: list[Worker] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
     configs: dict[str, AgentConfig] = field(default_factory=dict)
+    processes: list = field(default_factory=list)
 
     def gh(self, login: str = "bob") -> github.Github:
         return github.Github(
             base_url=f"{self.github_url}/api/v3", auth=github.Auth.Token(TOKENS[login])
         )
 
-    def agent(
-        self,
-        name: str = "agent-1",
-        specialties=("backend", "general"),
-        start: bool = True,
-        **overrides,
-    ) -> Worker:
-        """Register an agent with the coordinator and run it in a thread."""
+    def agent_config(self, name: str, specialties=("backend", "general"), **overrides) -> Path:
+        """Register an agent with the coordinator and write its agent.toml (0600)."""
         answer = self.client.post(
             "/api/v1/agents",
             json={"name": name, "specialties": list(specialties), "max_tasks": 2},
@@ -107,21 +104,31 @@ class Cluster:
         }
         values.update(overrides)
         config_file = self.tmp / f"{name}.toml"
-        config_file.write_text(
-            "\n".join(
-                f"{k} = {json.dumps(v)}" for k, v in values.items() if not isinstance(v, dict)
-            )
-        )
+        config_file.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items()))
         config_file.chmod(0o600)
-        config = AgentConfig.load(config_file, environ={})
-        worker = build_worker(config, str(config_file))
-        self.configs[name] = config
+        self.configs[name] = AgentConfig.load(config_file, environ={})
+        return config_file
+
+    def agent(self, name: str = "agent-1", specialties=("backend", "general"), **overrides):
+        """An agent built as `claude-agent run` builds it, running in a thread."""
+        config_file = self.agent_config(name, specialties, **overrides)
+        worker = build_worker(self.configs[name], str(config_file))
         self.workers.append(worker)
-        if start:
-            thread = threading.Thread(target=worker.run, name=f"agent-{name}", daemon=True)
-            thread.start()
-            self.threads.append(thread)
+        thread = threading.Thread(target=worker.run, name=f"agent-{name}", daemon=True)
+        thread.start()
+        self.threads.append(thread)
         return worker
+
+    def agent_process(self, name: str = "agent-1", **overrides) -> subprocess.Popen:
+        """The real `claude-agent run` in its own process (for signals from outside)."""
+        config_file = self.agent_config(name, **overrides)
+        log = (self.tmp / f"{name}.log").open("w")
+        process = subprocess.Popen(
+            [f"{VENV_BIN}/claude-agent", "--config", str(config_file), "run"],
+            stdout=log, stderr=subprocess.STDOUT, env={"PATH": os.environ["PATH"]},
+        )  # fmt: skip
+        self.processes.append((process, log))
+        return process
 
     def stop_agents(self) -> None:
         for worker in self.workers:
@@ -130,6 +137,11 @@ class Cluster:
             thread.join(30)
 
     def close_agents(self) -> None:
+        for process, log in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+            log.close()
         for worker in self.workers:
             worker.coordinator.close()
             worker.runner.publisher.close()

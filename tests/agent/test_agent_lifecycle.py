@@ -1,0 +1,124 @@
+"""The agent process under signals, cancellation and API trouble."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+from tests.agent.conftest import REPO, VENV_BIN
+
+
+def slow(seconds: int) -> dict:
+    """A scenario that writes a file, then runs a command lasting ``seconds``, then finishes."""
+    return {
+        "name": f"slow-{seconds}",
+        "match": {"prompt": f"(?i)slow work {seconds}s"},
+        "turns": [
+            [{"tool_use": {"name": "str_replace_based_edit_tool",
+                           "input": {"command": "create", "path": "progress.md",
+                                     "file_text": "half done\n"}}}],
+            [{"tool_use": {"name": "bash",
+                           "input": {"command": f"sleep {seconds}; echo slept"}}}],
+            "Finished the slow work.",
+        ],
+    }  # fmt: skip
+
+
+def wait_phase(cluster, number: int, state: str, timeout: float = 30) -> dict:
+    return cluster.wait_for(number, states=(state,), timeout=timeout)
+
+
+def wait_exit(process: subprocess.Popen, timeout: float) -> int:
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"agent did not exit within {timeout}s") from exc
+
+
+def test_warm_stop_finishes_the_running_task(cluster_factory):
+    with cluster_factory([slow(3)]) as cluster:
+        agent = cluster.agent_process(stop_timeout_seconds=30)
+        number = cluster.label_issue("Slow work 3s", "take your time")
+        wait_phase(cluster, number, "in_progress")
+        agent.send_signal(signal.SIGTERM)  # from another process, as systemd would
+        assert wait_exit(agent, 40) == 0
+        task = cluster.task(number)
+        assert task["state"] == "completed", task
+
+
+def test_warm_stop_past_its_deadline_hands_the_task_back_with_the_work(cluster_factory):
+    with cluster_factory([slow(60)]) as cluster:
+        agent = cluster.agent_process(stop_timeout_seconds=2)
+        number = cluster.label_issue("Slow work 60s", "take your time")
+        wait_phase(cluster, number, "in_progress")
+        time.sleep(1.5)  # the long command is running
+        agent.send_signal(signal.SIGTERM)
+        assert wait_exit(agent, 30) == 0
+        task = cluster.task(number)
+        assert task["state"] == "queued", task
+        assert any("agent stopping" in h["reason"] and "work pushed" in h["reason"]
+                   for h in task["history"])  # fmt: skip
+        # The next agent continues from the pushed branch.
+        branch = f"claude/issue-{number}-slow-work-60s"
+        heads = cluster.gh().get_repo(REPO).get_branches()
+        assert branch in [b.name for b in heads]
+
+
+def test_cold_stop_kills_the_command_and_hands_back_at_once(cluster_factory):
+    with cluster_factory([slow(120)]) as cluster:
+        agent = cluster.agent_process(stop_timeout_seconds=120)
+        number = cluster.label_issue("Slow work 120s", "take your time")
+        wait_phase(cluster, number, "in_progress")
+        time.sleep(1.5)
+        started = time.monotonic()
+        agent.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        agent.send_signal(signal.SIGTERM)  # second signal: cold stop
+        assert wait_exit(agent, 30) == 0
+        assert time.monotonic() - started < 30  # not the 120 s of the command or the deadline
+        task = cluster.task(number)
+        assert task["state"] == "queued", task
+
+
+def test_cancellation_stops_a_running_command_within_seconds(cluster_factory):
+    with cluster_factory([slow(120)]) as cluster:
+        worker = cluster.agent()
+        number = cluster.label_issue("Slow work 120s", "take your time")
+        task = wait_phase(cluster, number, "in_progress")
+        time.sleep(1.5)
+        started = time.monotonic()
+        answer = cluster.client.post(f"/api/v1/tasks/{task['id']}/cancel",
+                                     headers=cluster.admin_headers)  # fmt: skip
+        assert answer.status_code == 200
+        deadline = time.monotonic() + 15
+        while worker.tasks and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not worker.tasks, "the task still runs"
+        assert time.monotonic() - started < 10
+        assert cluster.task(number)["state"] == "cancelled"
+
+
+def test_overloaded_api_is_retried_and_the_task_completes(cluster_factory):
+    with cluster_factory([slow(0)]) as cluster:
+        cluster.claude_sim.inject("overloaded", count=2)
+        cluster.claude_sim.inject("rate_limit", count=1, retry_after=1)
+        cluster.agent()
+        number = cluster.label_issue("Slow work 0s", "quick")
+        task = cluster.wait_for(number, timeout=60)
+        assert task["state"] == "completed", task
+        statuses = [r.status for r in cluster.claude_sim.requests()]
+        assert statuses[:3] == [529, 529, 429] and statuses[-1] == 200
+
+
+def test_a_second_process_with_the_same_name_refuses_to_run(cluster_factory):
+    with cluster_factory([]) as cluster:
+        cluster.agent("twin")
+        config = cluster.tmp / "twin.toml"
+        time.sleep(2)  # the first one is heartbeating
+        second = subprocess.run(
+            [f"{VENV_BIN}/claude-agent", "--config", str(config), "run"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert "another live agent is named twin" in second.stdout + second.stderr
