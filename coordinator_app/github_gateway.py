@@ -62,6 +62,10 @@ class GitHubGateway:
     def comment(self, repository: str, number: int, body: str) -> None:
         self.client.get_repo(repository).get_issue(number).create_comment(body)
 
+    def issue_labels(self, repository: str, number: int) -> list[str]:
+        """The issue's labels now (events can be stale: labels added together arrive apart)."""
+        return [label.name for label in self.client.get_repo(repository).get_issue(number).labels]
+
     def issue_is_closed(self, repository: str, number: int) -> bool:
         return self.client.get_repo(repository).get_issue(number).state == "closed"
 

@@ -118,8 +118,7 @@ class Intake:
         )
         if task is None:
             return f"duplicate: #{number} already has a live task", None
-        labels = [lbl["name"] for lbl in issue.get("labels") or []]
-        self.analyze_and_queue(task, labels)
+        self.analyze_and_queue(task, self.gateway.issue_labels(repository, number))
         return f"created task {task.id}", task
 
     def _follow_up(
