@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup lab-deps test test-fast lint demo clean
 
 help:
-	@echo "make demo       run the main job"
+	@echo "make demo       run the main job: a whole cluster turns issues into pull requests"
 	@echo "make test       install what the tests need and run them all (what CI runs)"
 	@echo "make test-fast  the tests without the slow ones (lab hosts, end to end)"
 	@echo "make lint       ruff check and format check"
@@ -42,8 +42,8 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-demo: setup lab-deps
-	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/demo.sh
+demo: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ccc-demo
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
