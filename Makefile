@@ -4,8 +4,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages the tests need: private PostgreSQL and Redis servers, git for repositories.
-TEST_DEBS := postgresql redis-server git bubblewrap
+# Debian packages the tests need: private PostgreSQL and Redis servers, git for repositories,
+# bubblewrap for the agent's command sandbox, Chromium for the admin pages.
+TEST_DEBS := postgresql redis-server git bubblewrap chromium chromium-driver
 # Debian packages the lab (systemd-nspawn hosts) needs.
 LAB_DEBS := systemd-container debootstrap apt-cacher-ng openssh-client
 PYTEST_ARGS ?=

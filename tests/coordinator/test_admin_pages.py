@@ -1,0 +1,138 @@
+"""The admin pages in a real browser (headless Chromium), and CSRF on every form."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+
+import pytest
+import requests
+
+from simulators.server import BackgroundServer
+from tests.coordinator.conftest import ADMIN_PASSWORD
+from tests.coordinator.test_api_tasks import create
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.fixture
+def server(app):
+    with BackgroundServer(app) as running:
+        yield running
+
+
+@pytest.fixture
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("chromium and chromium-driver are not installed (make test installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="ccc-chromium-")
+    # Without the background-networking flags Chromium keeps dialling out of a closed network.
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_operator_logs_in_inspects_and_acts(server, browser, client, admin_headers, make_agent):
+    from selenium.webdriver.common.by import By
+
+    task = create(client, admin_headers, title="Add /health endpoint", body="api server")
+    make_agent("be-1").heartbeat()
+
+    browser.get(f"{server.url}/admin/")
+    assert "/admin/login" in browser.current_url  # pages are behind the login
+
+    def log_in(password: str) -> None:
+        browser.find_element(By.NAME, "username").send_keys("alice")
+        browser.find_element(By.NAME, "password").send_keys(password)
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+    log_in("not the password")
+    wait_for_text(browser, "Wrong username or password.")
+    log_in(ADMIN_PASSWORD)
+    cards = browser.find_element(By.ID, "task-states").text  # waits for the overview
+    assert browser.current_url.rstrip("/").endswith("/admin")
+    assert re.search(r"queued\s+1", cards), cards
+    assert "be-1" in browser.find_element(By.ID, "agents").text
+    assert "idle" in browser.find_element(By.ID, "agents").text
+
+    browser.find_element(By.LINK_TEXT, "Tasks").click()
+    browser.find_element(By.LINK_TEXT, str(task["id"])).click()
+    assert "chose backend" in browser.find_element(By.ID, "reasons").text
+    browser.find_element(By.XPATH, "//button[text()='Cancel']").click()
+    wait_for_text(browser, f"Task {task['id']}: cancel done.")
+    timeline = browser.find_element(By.ID, "timeline").text
+    assert "cancelled admin:alice cancelled in the admin pages" in timeline
+
+    browser.find_element(By.LINK_TEXT, "Agents").click()
+    browser.find_element(By.XPATH, "//button[text()='Drain']").click()
+    wait_for_text(browser, "Agent be-1: draining.")
+    assert "maintenance" in browser.find_element(By.ID, "agents").text
+
+    browser.find_element(By.LINK_TEXT, "Audit log").click()
+    audit = browser.find_element(By.ID, "audit").text
+    for action in ("login", "task.cancel", "agent.drain"):
+        assert f"admin:alice {action}" in audit
+
+
+def wait_for_text(browser, text: str, timeout: float = 10) -> None:
+    """Wait for a page (after a form post and its redirect) to show ``text``."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, timeout).until(lambda driver: text in driver.page_source)
+
+
+def _login_form(session: requests.Session, url: str) -> str:
+    page = session.get(f"{url}/admin/login", timeout=5).text
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def test_forms_without_a_csrf_token_are_refused(server, admin_user):
+    session = requests.Session()
+    token = _login_form(session, server.url)
+    credentials = {"username": "alice", "password": ADMIN_PASSWORD}
+    refused = session.post(f"{server.url}/admin/login", data=credentials, timeout=5)
+    assert refused.status_code == 400 and "CSRF" in refused.text
+    accepted = session.post(
+        f"{server.url}/admin/login",
+        data={**credentials, "csrf_token": token},
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert accepted.status_code == 302
+    # Logged in, an action without the token is still refused.
+    assert session.post(f"{server.url}/admin/tasks/1/cancel", timeout=5).status_code == 400
+    session.close()
+
+
+def test_login_redirect_stays_on_this_site(server, admin_user):
+    session = requests.Session()
+    token = _login_form(session, server.url)
+    answer = session.post(
+        f"{server.url}/admin/login?next=https://evil.example/",
+        data={"username": "alice", "password": ADMIN_PASSWORD, "csrf_token": token},
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert answer.headers["Location"].endswith("/admin/")
+    session.close()
