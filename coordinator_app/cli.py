@@ -17,6 +17,7 @@ from werkzeug.security import generate_password_hash
 from coordinator_app import agents as registry
 from coordinator_app import audit, migrate
 from coordinator_app.config import SPECIALTIES, CoordinatorConfig
+from coordinator_app.db import Database
 from coordinator_app.exceptions import CoordinatorError
 from coordinator_app.models import AdminUser
 
@@ -56,10 +57,17 @@ def db_upgrade(ctx: click.Context) -> None:
     click.echo(f"database at revision {migrate.current(config.database_url)}")
 
 
-def _database(ctx: click.Context):
-    from coordinator_app.db import Database
-
-    return Database(_config(ctx).database_url)
+@contextlib.contextmanager
+def _session(ctx: click.Context):
+    """A committed-on-success session on the configured database, disposed afterwards."""
+    database = Database(_config(ctx).database_url)
+    try:
+        with database.session() as session:
+            yield session
+    except CoordinatorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        database.dispose()
 
 
 @main.command("create-admin")
@@ -79,8 +87,7 @@ def create_admin(ctx: click.Context, username: str, password_env: str, update: b
     )
     if len(password) < 12:
         raise click.ClickException("the password must be at least 12 characters")
-    database = _database(ctx)
-    with database.session() as session:
+    with _session(ctx) as session:
         user = session.scalar(select(AdminUser).where(AdminUser.username == username))
         if user and not update:
             click.echo(f"admin {username} unchanged (exists)")
@@ -90,7 +97,6 @@ def create_admin(ctx: click.Context, username: str, password_env: str, update: b
             session.add(user)
         user.password_hash = generate_password_hash(password)
         audit.record(session, "cli", "admin.create", username)
-    database.dispose()
     click.echo(f"admin {username} changed")
 
 
@@ -109,18 +115,12 @@ def create_admin(ctx: click.Context, username: str, password_env: str, update: b
 @click.pass_context
 def create_agent(ctx, name: str, specialties: tuple[str, ...], max_tasks: int, clearance: str):
     """Register an agent and print its key as JSON (shown only this once)."""
-    database = _database(ctx)
-    try:
-        with database.session() as session:
-            agent, key = registry.register_agent(
-                session, registry.AgentSpec(name, list(specialties), max_tasks, clearance)
-            )
-            audit.record(session, "cli", "agent.register", name)
-            click.echo(json.dumps({"id": agent.id, "name": agent.name, "key": key}))
-    except CoordinatorError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        database.dispose()
+    with _session(ctx) as session:
+        agent, key = registry.register_agent(
+            session, registry.AgentSpec(name, list(specialties), max_tasks, clearance)
+        )
+        audit.record(session, "cli", "agent.register", name)
+        click.echo(json.dumps({"id": agent.id, "name": agent.name, "key": key}))
 
 
 @main.command("sync-github")
