@@ -188,7 +188,8 @@ class TaskRunner:
             draft=failing,
         )
         self._report_state(task["id"], "review", pr_number=pr.number, pr_url=pr.url)
-        self.coordinator.finish(
+        self._with_retries(
+            self.coordinator.finish,
             task["id"],
             outcome="completed",
             branch=branch,
@@ -228,11 +229,12 @@ class TaskRunner:
         logger.warning("Task %s: stopped: %s", task["id"], note)
         try:
             if isinstance(why, StopRequested) or running.handback.is_set():
-                self.coordinator.release(task["id"], f"agent stopping: {note}")
+                self._with_retries(self.coordinator.release, task["id"], f"agent stopping: {note}")
             elif isinstance(why, Cancelled):
                 return  # the coordinator cancelled it: nothing to report back
             else:
-                self.coordinator.finish(
+                self._with_retries(
+                    self.coordinator.finish,
                     task["id"],
                     outcome="failed",
                     error=note,
@@ -246,14 +248,30 @@ class TaskRunner:
     # Helpers -----------------------------------------------------------------------------
 
     def _runner(self, workspace: TaskWorkspace) -> CommandRunner:
-        return CommandRunner(self.config.sandbox, self.hidden, self.config.secrets,
-                             self.config.limits.output_chars, self.config.command_path)
+        return CommandRunner(
+            self.config.sandbox,
+            self.hidden,
+            self.config.secrets,
+            self.config.limits.output_chars,
+            self.config.command_path,
+        )
 
     def _guard(self, running: RunningTask) -> None:
         if running.cancel.is_set():
             raise Cancelled("cancelled")
         if running.handback.is_set():
             raise StopRequested("the agent is stopping")
+
+    def _with_retries(self, method, *args, attempts: int = 6, **kwargs):
+        """The final report matters: ride out a coordinator restart with backoff."""
+        for attempt in range(attempts):
+            try:
+                return method(*args, **kwargs)
+            except CoordinatorUnavailable:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(min(2**attempt, 30))
+        return None
 
     def _report_state(self, task_id: int, state: str, **fields) -> None:
         self._call(self.coordinator.update, task_id, state=state, **fields)

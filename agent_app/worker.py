@@ -27,6 +27,7 @@ from coordinator_app.queues import TaskQueues, queues_for
 logger = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 60
 CLEANUP_INTERVAL_SECONDS = 3600
+BUSY_HEARTBEAT_SECONDS = 5
 
 
 class Worker:
@@ -93,8 +94,10 @@ class Worker:
                     now = time.monotonic()
                     twin_deadline = twin_deadline or now + 3 * self.config.heartbeat_seconds + 5
                     if now > twin_deadline:
-                        raise AgentError(f"another live agent is named {self.config.name}; "
-                                         "refusing to run beside it") from exc
+                        raise AgentError(
+                            f"another live agent is named {self.config.name}; "
+                            "refusing to run beside it"
+                        ) from exc
                     logger.warning("Agent %s: %s; waiting", self.config.name, exc)
                     delay = 1.0
                 elif exc.status in (401, 403):
@@ -246,7 +249,9 @@ class Worker:
             self._publish_status()
             if self.stopping.is_set() and not self.tasks:
                 return
-            self.cold.wait(self.config.heartbeat_seconds)
+            # While tasks run, beat faster: a cancellation reaches them within seconds.
+            interval = self.config.heartbeat_seconds
+            self.cold.wait(min(interval, BUSY_HEARTBEAT_SECONDS) if self.tasks else interval)
 
     # State -------------------------------------------------------------------------------
 
