@@ -213,6 +213,19 @@ class LocalCluster:
                 },
             )
             self._spawn(name, ["claude-agent", "--config", str(agent_config), "run"])
+        self._wait_agents_idle()
+
+    def _wait_agents_idle(self, timeout: float = 60) -> None:
+        """Like site.yml's last check: every agent has reported in and is idle."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_processes()
+            states = {a["name"]: a["state"] for a in self._api("GET", "/api/v1/agents")["items"]}
+            if len(states) == len(AGENTS) and set(states.values()) == {"idle"}:
+                self.echo("agents idle: " + ", ".join(sorted(states)))
+                return
+            time.sleep(0.3)
+        raise ServiceError(f"agents not idle after {timeout:.0f}s: {states}")
 
     def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> None:
         log = (self.root / f"{name}.log").open("ab")
