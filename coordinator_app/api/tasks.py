@@ -182,9 +182,7 @@ def update_task(task_id: int):
     data = json_body()
     session = get_session()
     principal = current_principal()
-    for key, kind in (("branch", str), ("pr_number", int), ("pr_url", str)):
-        if key in data:
-            setattr(task, key, typed(data, key, kind))
+    _apply_branch_fields(task, data)
     if "state" in data:
         try:
             state = TaskState(typed(data, "state", str))
@@ -201,6 +199,13 @@ def update_task(task_id: int):
             )
     session.commit()
     return task_json(task)
+
+
+def _apply_branch_fields(task: Task, data: dict) -> None:
+    """The branch and pull request an agent reports, as they appear."""
+    for key, kind in (("branch", str), ("pr_number", int), ("pr_url", str)):
+        if key in data:
+            setattr(task, key, typed(data, key, kind))
 
 
 @bp.post("/tasks/<int:task_id>/events")
@@ -258,9 +263,7 @@ def finish_task(task_id: int):
     ccc = services()
     principal = current_principal()
     outcome = typed(data, "outcome", str)
-    for key, kind in (("branch", str), ("pr_number", int), ("pr_url", str)):
-        if key in data:
-            setattr(task, key, typed(data, key, kind))
+    _apply_branch_fields(task, data)
     task.result = {k: data[k] for k in ("summary", "tests", "pushed_commit", "limit") if k in data}
     if outcome == "completed":
         if not task.pr_url:
