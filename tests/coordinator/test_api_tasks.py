@@ -218,3 +218,31 @@ def test_one_error_format(client, admin_headers):
     }
     bad = client.post("/api/v1/tasks", data="nope", headers=admin_headers)
     assert bad.status_code == 400 and bad.json["error"]["code"] == "invalid_request"
+
+
+def test_restricted_work_reaches_only_cleared_agents(ccc, client, admin_headers, make_agent):
+    answer = client.post(
+        "/api/v1/tasks",
+        json={
+            "repository": "octo/app",
+            "issue_number": 9,
+            "title": "Rotate leaked token",
+            "body": "secret exposed",
+            "labels": ["security"],
+        },
+        headers=admin_headers,
+    )
+    task = answer.json
+    assert task["security_level"] == "restricted" and task["specialty"] == "security"
+    uncleared = make_agent("sec-1", ["security", "general"])
+    cleared = make_agent("sec-2", ["security"], clearance="restricted")
+    uncleared.heartbeat()
+    cleared.heartbeat()
+    ccc.processor.offer_queued()
+    assert ccc.queues.claim("sec-1", queues_for(["security", "general"], "standard"), 0) is None
+    refused = client.post(f"/api/v1/tasks/{task['id']}/claim", headers=uncleared.headers)
+    assert refused.status_code == 403 and "clearance restricted" in refused.json["error"]["message"]
+    offer = ccc.queues.claim("sec-2", queues_for(["security"], "restricted"), 0)
+    assert offer.task_id == task["id"] and offer.queue == "security:restricted"
+    ok = client.post(f"/api/v1/tasks/{task['id']}/claim", headers=cleared.headers)
+    assert ok.status_code == 200 and ok.json["agent"] == "sec-2"
