@@ -35,6 +35,12 @@ DEMO_SEED = Path(__file__).parent / "seeds" / "demo.yml"
 @click.option("--public-url", default=None, help="Base URL clients use, if not the Host header.")
 @click.option("--admin-token", default=None, help="Require this token on /_sim/.")
 @click.option("--webhook-timeout", default=None, type=float, help="Seconds per delivery.")
+@click.option(
+    "--webhook-ca-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM of extra CAs that https:// webhook deliveries trust (e.g. a cluster CA).",
+)
 def github(
     *,
     host: str,
@@ -44,6 +50,7 @@ def github(
     public_url: str | None,
     admin_token: str | None,
     webhook_timeout: float | None,
+    webhook_ca_file: Path | None,
 ) -> None:
     """Simulate GitHub: REST under /api/v3, git at /<owner>/<repo>.git, webhooks, /_sim/."""
     config = SimulatorConfig.load(
@@ -52,6 +59,7 @@ def github(
         public_url=public_url,
         admin_token=admin_token,
         webhook_timeout=webhook_timeout,
+        webhook_ca_file=webhook_ca_file,
     )
     app = create_app(config)
     sim = app.extensions["github_sim"]

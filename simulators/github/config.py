@@ -24,6 +24,9 @@ class SimulatorConfig:
     admin_token: str | None = None
     # Seconds a webhook receiver gets to answer before the delivery counts as failed.
     webhook_timeout: float = 10.0
+    # PEM file of extra CAs webhook deliveries to https:// URLs trust (e.g. a cluster's own CA),
+    # besides the system's; None: the system's only, as on GitHub.
+    webhook_ca_file: Path | None = None
     # Requests per hour per token reported in X-RateLimit-* (never enforced).
     rate_limit: int = 5000
 
@@ -43,7 +46,7 @@ class SimulatorConfig:
 
 def _convert(name: str, value: object) -> object:
     """Coerce a setting from text (environment, CLI) to its field's type."""
-    if name in ("data_dir", "seed") and isinstance(value, str | Path):
+    if name in ("data_dir", "seed", "webhook_ca_file") and isinstance(value, str | Path):
         return Path(str(value))
     if name == "webhook_timeout":
         return float(str(value))

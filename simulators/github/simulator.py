@@ -55,7 +55,9 @@ class GitHubSimulator(IssueActions, PullActions, ReviewActions):
         self.data_dir = Path(data_dir)
         self.store = Store()
         self.git = GitStorage(self.data_dir / "repositories")
-        self.webhooks = WebhookDispatcher(self.store, timeout=self.config.webhook_timeout)
+        self.webhooks = WebhookDispatcher(
+            self.store, timeout=self.config.webhook_timeout, ca_file=self.config.webhook_ca_file
+        )
         self.rate = RateLimiter(self.config.rate_limit)
         self._seen_url: str | None = None
         self.load_seed()

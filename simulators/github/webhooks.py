@@ -7,6 +7,7 @@ import hmac
 import http.client
 import json
 import logging
+import os
 import queue
 import ssl
 import threading
@@ -57,9 +58,13 @@ class WebhookDispatcher:
     ``redeliver``.
     """
 
-    def __init__(self, store: Store, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, store: Store, *, timeout: float = 10.0, ca_file: str | os.PathLike | None = None
+    ) -> None:
         self.store = store
         self.timeout = timeout
+        # Extra CAs trusted for https:// hooks besides the system's (a cluster's private CA).
+        self.ca_file = ca_file
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="ghsim-webhooks", daemon=True)
         self._thread.start()
@@ -188,6 +193,8 @@ class WebhookDispatcher:
         parts = urlsplit(url)
         if parts.scheme == "https":
             context = ssl.create_default_context()
+            if self.ca_file:
+                context.load_verify_locations(cafile=self.ca_file)
             if job.insecure_ssl:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
