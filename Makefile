@@ -11,10 +11,11 @@ TEST_DEBS := postgresql redis-server git bubblewrap chromium chromium-driver
 LAB_DEBS := systemd-container debootstrap apt-cacher-ng openssh-client
 PYTEST_ARGS ?=
 
-.PHONY: help setup lab-deps test test-fast lint demo clean
+.PHONY: help setup lab-deps test test-fast lint demo demo-lab demo-stop clean
 
 help:
 	@echo "make demo       run the main job: a whole cluster turns issues into pull requests"
+	@echo "make demo-lab   the same on lab hosts provisioned by site.yml (root; until demo-stop)"
 	@echo "make test       install what the tests need and run them all (what CI runs)"
 	@echo "make test-fast  the tests without the slow ones (lab hosts, end to end)"
 	@echo "make lint       ruff check and format check"
@@ -45,6 +46,12 @@ lint: $(BIN)/.installed
 
 demo: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ccc-demo
+
+demo-lab: setup lab-deps
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ccc-demo --lab
+
+demo-stop: $(BIN)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ccc-demo stop
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

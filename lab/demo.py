@@ -5,12 +5,14 @@ and Redis, the GitHub and Claude simulators (`ccc-sim`), the coordinator under g
 `claude-agent run` processes with different specialties. Issues of different kinds are filed
 and labelled through the GitHub API; the demo prints progress, a summary table, and the admin
 URL, and keeps the cluster up until Ctrl-C (or exits at once with ``--exit``).
+
+``--lab`` does the same on lab hosts provisioned by site.yml (see :mod:`lab.demo_lab`) and
+leaves them running until ``ccc-demo stop``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -19,70 +21,55 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import click
 import github
 import requests
-import yaml
 from werkzeug.security import generate_password_hash
 
 from coordinator_app import migrate
 from coordinator_app.db import Database
 from coordinator_app.models import AdminUser
+from lab import demo_lab
+from lab.config import LabConfig
+from lab.demo_cluster import (
+    ADMIN,
+    BOT,
+    REPO,
+    SCENARIOS,
+    SEED,
+    DemoCluster,
+    seed_tokens,
+    summary,
+    write_toml,
+)
+from lab.demo_lab import LabCluster, demo_spec
+from lab.exceptions import LabBusyError, LabError
 from lab.services import PostgresServer, RedisServer, ServiceError, free_port
 
-PROJECT = Path(__file__).resolve().parent.parent
-SEED = PROJECT / "simulators" / "github" / "seeds" / "demo.yml"
-SCENARIOS = PROJECT / "simulators" / "claude" / "scenarios" / "demo"
-REPO = "octo-org/textstats"
-ADMIN = "admin"
-FINAL = ("completed", "failed", "cancelled")
+# What a demo reports as its failure (anything else is a bug and shows a traceback).
+DEMO_ERRORS = (ServiceError, LabError, requests.RequestException, github.GithubException)
 
-ISSUES = [
-    (
-        "Add a character count function",
-        "textstats counts words; it should also count characters: `char_count(text, spaces=True)`.",
-        ["claude", "backend"],
-    ),
-    (
-        "Document top_words in the README",
-        "The README only shows an example. Document `words`, `word_count` and `top_words` "
-        "(how are ties ordered?).",
-        ["claude", "docs"],
-    ),
-    (
-        "Add tests for punctuation-only input",
-        "What do `words`, `word_count` and `top_words` return for text like `?!, ...`? "
-        "Pin it down with tests in tests/test_edge_cases.py.",
-        ["claude"],
-    ),
-]
 AGENTS = [
     ("agent-backend", ["backend", "general"]),
     ("agent-docs", ["documentation", "testing", "general"]),
 ]
 
 
-@dataclass
-class LocalCluster:
+@dataclass(kw_only=True)
+class LocalCluster(DemoCluster):
     """Every process and file of a local demo; ``stop()`` removes them all."""
 
     root: Path
-    echo: Callable[[str], None] = print
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     services: list = field(default_factory=list)
-    urls: dict[str, str] = field(default_factory=dict)
-    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
-    tokens: dict[str, str] = field(default_factory=dict)
-    _admin_token: str | None = None
 
     # Start ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start every part and wait until the agents are idle."""
         self.echo("starting PostgreSQL and Redis")
         postgres = PostgresServer().start()
         self.services.append(postgres)
@@ -97,8 +84,7 @@ class LocalCluster:
             )
         database.dispose()
 
-        seed = yaml.safe_load(SEED.read_text())
-        self.tokens = {u["login"]: u["token"] for u in seed["users"] if u.get("token")}
+        self.tokens = seed_tokens()
         self.echo("starting the GitHub and Claude simulators")
         github_port, claude_port, coordinator_port = free_port(), free_port(), free_port()
         self._spawn(
@@ -133,13 +119,13 @@ class LocalCluster:
             claude=f"http://127.0.0.1:{claude_port}",
             coordinator=f"http://127.0.0.1:{coordinator_port}",
         )
-        self._wait_http(f"{self.urls['github']}/api/v3/rate_limit", "GitHub simulator")
-        self._wait_http(f"{self.urls['claude']}/_sim/health", "Claude simulator")
+        self.wait_http(f"{self.urls['github']}/api/v3/rate_limit", "GitHub simulator")
+        self.wait_http(f"{self.urls['claude']}/_sim/health", "Claude simulator")
 
         self.echo("starting the coordinator (gunicorn)")
         webhook_secret = secrets.token_hex(16)
         config = self.root / "coordinator.toml"
-        _write_toml(
+        write_toml(
             config,
             {
                 "database_url": database_url,
@@ -147,7 +133,7 @@ class LocalCluster:
                 "secret_key": secrets.token_hex(32),
                 "webhook_secret": webhook_secret,
                 "github_api_url": f"{self.urls['github']}/api/v3",
-                "github_token": self.tokens["claude-cluster-bot"],
+                "github_token": self.tokens[BOT],
                 "heartbeat_seconds": 5,
                 "lease_seconds": 30,
             },
@@ -168,32 +154,17 @@ class LocalCluster:
             ],
             env={"CCC_CONFIG": str(config)},
         )
-        self._wait_http(f"{self.urls['coordinator']}/readyz", "coordinator")
+        self.wait_http(f"{self.urls['coordinator']}/readyz", "coordinator")
 
-        alice = self._github("alice").get_repo(REPO)
-        alice.create_hook(
-            "web",
-            {
-                "url": f"{self.urls['coordinator']}/webhooks/github",
-                "content_type": "json",
-                "secret": webhook_secret,
-            },
-            events=[
-                "issues",
-                "issue_comment",
-                "pull_request",
-                "pull_request_review",
-                "pull_request_review_comment",
-            ],
-        )
+        self.add_webhook(webhook_secret)
 
         for name, specialties in AGENTS:
             self.echo(f"starting {name} ({', '.join(specialties)})")
-            key = self._api(
+            key = self.api(
                 "POST", "/api/v1/agents", {"name": name, "specialties": specialties, "max_tasks": 2}
             )["key"]
             agent_config = self.root / f"{name}.toml"
-            _write_toml(
+            write_toml(
                 agent_config,
                 {
                     "name": name,
@@ -206,7 +177,7 @@ class LocalCluster:
                     "anthropic_base_url": self.urls["claude"],
                     "anthropic_api_key": claude_key,
                     "github_api_url": f"{self.urls['github']}/api/v3",
-                    "github_token": self.tokens["claude-cluster-bot"],
+                    "github_token": self.tokens[BOT],
                     "heartbeat_seconds": 5,
                     # The repository's tests run with this virtualenv's Python (it has pytest).
                     "command_path": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
@@ -219,8 +190,8 @@ class LocalCluster:
         """Like site.yml's last check: every agent has reported in and is idle."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._check_processes()
-            states = {a["name"]: a["state"] for a in self._api("GET", "/api/v1/agents")["items"]}
+            self.check()
+            states = {a["name"]: a["state"] for a in self.api("GET", "/api/v1/agents")["items"]}
             if len(states) == len(AGENTS) and set(states.values()) == {"idle"}:
                 self.echo("agents idle: " + ", ".join(sorted(states)))
                 return
@@ -239,17 +210,8 @@ class LocalCluster:
         )
         log.close()
 
-    def _wait_http(self, url: str, what: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._check_processes()
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(url, timeout=2).status_code < 500:
-                    return
-            time.sleep(0.2)
-        raise ServiceError(f"{what} did not answer at {url}; see its log in {self.root}")
-
-    def _check_processes(self) -> None:
+    def check(self) -> None:
+        """Raise ServiceError when one of the processes has exited."""
         for name, process in self.processes.items():
             if process.poll() is not None:
                 raise ServiceError(
@@ -257,70 +219,10 @@ class LocalCluster:
                     f"{self.root / (name + '.log')}"
                 )
 
-    # Use --------------------------------------------------------------------------------
-
-    def _github(self, login: str) -> github.Github:
-        return github.Github(
-            base_url=f"{self.urls['github']}/api/v3", auth=github.Auth.Token(self.tokens[login])
-        )
-
-    def _api(self, method: str, path: str, body: dict | None = None) -> dict:
-        if self._admin_token is None:
-            answer = requests.post(
-                f"{self.urls['coordinator']}/api/v1/auth/token",
-                timeout=10,
-                json={"username": ADMIN, "password": self.admin_password},
-            )
-            answer.raise_for_status()
-            self._admin_token = answer.json()["token"]
-        answer = requests.request(
-            method,
-            self.urls["coordinator"] + path,
-            json=body,
-            timeout=10,
-            headers={"Authorization": f"Bearer {self._admin_token}"},
-        )
-        answer.raise_for_status()
-        return answer.json()
-
-    def file_issues(self) -> list[int]:
-        """Open the demo issues as alice and label them for the cluster."""
-        repo = self._github("alice").get_repo(REPO)
-        numbers = []
-        for title, body, labels in ISSUES:
-            # Triage labels first, as a maintainer would; the trigger label hands it over.
-            issue = repo.create_issue(title, body=body, labels=labels[1:])
-            issue.add_to_labels(labels[0])
-            numbers.append(issue.number)
-            self.echo(f"filed #{issue.number} {title!r} with labels {', '.join(labels)}")
-        return numbers
-
-    def wait(self, numbers: list[int], timeout: float) -> list[dict]:
-        """Print state changes until every issue's task is final; returns the tasks."""
-        deadline = time.monotonic() + timeout
-        seen: dict[int, str] = {}
-        while True:
-            self._check_processes()
-            tasks = {
-                t["issue_number"]: t
-                for t in self._api("GET", "/api/v1/tasks?per_page=100")["items"]
-            }
-            for number in numbers:
-                task = tasks.get(number)
-                state = task["state"] if task else "waiting for webhook"
-                if seen.get(number) != state:
-                    agent = f" ({task['agent']})" if task and task["agent"] else ""
-                    self.echo(f"  #{number}: {state}{agent}")
-                    seen[number] = state
-            if all(number in tasks and tasks[number]["state"] in FINAL for number in numbers):
-                return [self._api("GET", f"/api/v1/tasks/{tasks[n]['id']}") for n in numbers]
-            if time.monotonic() > deadline:
-                raise ServiceError(f"issues not finished after {timeout:.0f}s: {seen}")
-            time.sleep(1)
-
     # Stop -------------------------------------------------------------------------------
 
     def stop(self) -> None:
+        """Stop the processes, then PostgreSQL and Redis."""
         for process in reversed(list(self.processes.values())):
             if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -336,83 +238,38 @@ class LocalCluster:
             service.stop()
 
 
-def summary(tasks: list[dict]) -> str:
-    """The table the demo ends with."""
-    head = ("ISSUE", "SPECIALTY", "AGENT", "STATE", "TESTS", "PR", "TOKENS", "COST", "TIME")
-    rows = [head]
-    for task in tasks:
-        tests = (task.get("result") or {}).get("tests") or {}
-        verdict = (
-            f"{tests.get('passed', 0)} passed"
-            if tests and not tests.get("failed")
-            else f"{tests.get('failed')} failed"
-            if tests
-            else "-"
-        )
-        seconds = _seconds_between(task["history"][0]["at"], task["history"][-1]["at"])
-        rows.append(
-            (
-                f"#{task['issue_number']}",
-                task["specialty"] or "-",
-                task["agent"] or "-",
-                task["state"],
-                verdict,
-                task["pr_url"] or "-",
-                str(task["input_tokens"] + task["output_tokens"]),
-                f"${task['cost_usd']:.4f}",
-                f"{seconds:.1f}s",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
+def _echo(message: str) -> None:
+    click.echo(f"==> {message}")
+
+
+def _report(cluster: DemoCluster, tasks: list[dict], seconds: float) -> int:
+    """Print the summary table and where to look; 0 when every issue was completed."""
+    click.echo(f"\nall issues finished in {seconds:.1f}s\n")
+    click.echo(summary(tasks))
+    click.echo(
+        f"\nadmin pages: {cluster.urls['coordinator']}/admin/  "
+        f"(user {ADMIN}, password {cluster.admin_password})"
     )
+    click.echo(f"GitHub simulator: {cluster.urls['github']}/api/v3/repos/{REPO}/pulls")
+    return 0 if all(t["state"] == "completed" for t in tasks) else 1
 
 
-def _seconds_between(start: str, end: str) -> float:
-    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
-
-
-def _write_toml(path: Path, values: dict) -> None:
-    # JSON scalars and arrays of strings are valid TOML; secrets inside: owner-only.
-    path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()))
-    path.chmod(0o600)
-
-
-@click.command()
-@click.option(
-    "--local",
-    "local",
-    is_flag=True,
-    default=True,
-    help="Run every part as local processes on loopback (the default for now).",
-)
-@click.option("--exit", "exit_after", is_flag=True, help="Stop everything after the summary.")
-@click.option("--timeout", default=300, show_default=True, help="Seconds to wait for the PRs.")
-def main(local: bool, exit_after: bool, timeout: int) -> None:
-    """Run the whole cluster and watch it turn issues into pull requests."""
+def run_local(exit_after: bool, timeout: int) -> int:
+    """The demo on local processes; returns the exit code."""
     root = Path(tempfile.mkdtemp(prefix="ccc-demo-"))
-    cluster = LocalCluster(root, echo=lambda m: click.echo(f"==> {m}"))
+    cluster = LocalCluster(root=root, echo=_echo)
     code = 0
     try:
         cluster.start()
         started = time.monotonic()
-        numbers = cluster.file_issues()
-        tasks = cluster.wait(numbers, timeout)
-        click.echo(f"\nall issues finished in {time.monotonic() - started:.1f}s\n")
-        click.echo(summary(tasks))
-        code = 0 if all(t["state"] == "completed" for t in tasks) else 1
-        click.echo(
-            f"\nadmin pages: {cluster.urls['coordinator']}/admin/  "
-            f"(user {ADMIN}, password {cluster.admin_password})"
-        )
-        click.echo(f"GitHub simulator: {cluster.urls['github']}/api/v3/repos/{REPO}/pulls")
+        tasks = cluster.wait(cluster.file_issues(), timeout)
+        code = _report(cluster, tasks, time.monotonic() - started)
         click.echo(f"logs and workspaces: {root}")
         if not exit_after:
             click.echo("\nthe cluster keeps running; press Ctrl-C to stop it")
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
-    except (ServiceError, requests.RequestException, github.GithubException) as exc:
+    except DEMO_ERRORS as exc:
         click.echo(f"demo failed: {exc}", err=True)
         code = 1
     finally:
@@ -422,4 +279,74 @@ def main(local: bool, exit_after: bool, timeout: int) -> None:
             shutil.rmtree(root, ignore_errors=True)
         else:
             click.echo(f"kept the logs in {root}", err=True)
-    sys.exit(code)
+    return code
+
+
+def run_lab(exit_after: bool, timeout: int) -> int:
+    """The demo on lab hosts; returns the exit code. The cluster stays up unless ``exit_after``."""
+    config = LabConfig.from_env()
+    cluster = LabCluster(config=config, spec=demo_spec(config.host_prefix), echo=_echo)
+    code = 1
+    try:
+        cluster.start()
+    except LabBusyError as exc:  # someone else's lab: leave it alone
+        click.echo(str(exc), err=True)
+        return code
+    except BaseException as exc:  # a half-built lab is no use: remove it, whatever happened
+        cluster.stop()
+        if not isinstance(exc, DEMO_ERRORS):
+            raise
+        click.echo(f"demo failed: {exc}", err=True)
+        return code
+    try:
+        started = time.monotonic()
+        tasks = cluster.wait(cluster.file_issues(), timeout)
+        code = _report(cluster, tasks, time.monotonic() - started)
+        click.echo(f"its certificate is from the cluster CA: {cluster.verify}")
+        agent = next(h.name for h in cluster.spec.hosts if "agents" in h.roles)
+        click.echo(f"on the hosts: ccc-lab status; ccc-lab ssh {agent} journalctl -u claude-agent")
+        click.echo(f"lab state, simulator logs and site.yml's log: {cluster.directory}")
+    except DEMO_ERRORS as exc:
+        click.echo(f"demo failed: {exc}", err=True)
+    except KeyboardInterrupt:
+        exit_after = True
+    if exit_after:
+        _echo("stopping the simulators and destroying the lab")
+        cluster.stop()
+    else:
+        click.echo("\nthe cluster keeps running; stop it with: ccc-demo stop")
+    return code
+
+
+@click.group(invoke_without_command=True)
+@click.option(
+    "--local",
+    "mode",
+    flag_value="local",
+    default=True,
+    help="Every part as local processes on loopback (the default).",
+)
+@click.option(
+    "--lab",
+    "mode",
+    flag_value="lab",
+    help="Lab hosts (systemd-nspawn, root) converged by site.yml; stays up until `ccc-demo stop`.",
+)
+@click.option("--exit", "exit_after", is_flag=True, help="Stop everything after the summary.")
+@click.option("--timeout", default=300, show_default=True, help="Seconds to wait for the PRs.")
+@click.pass_context
+def main(ctx: click.Context, mode: str, exit_after: bool, timeout: int) -> None:
+    """Run the whole cluster and watch it turn issues into pull requests."""
+    if ctx.invoked_subcommand is None:
+        sys.exit(
+            run_local(exit_after, timeout) if mode == "local" else run_lab(exit_after, timeout)
+        )
+
+
+@main.command("stop")
+def stop_command() -> None:
+    """Stop a lab demo: its simulators, hosts, bridge, proxy and state."""
+    try:
+        demo_lab.stop(LabConfig.from_env(), echo=_echo)
+    except LabError as exc:
+        raise click.ClickException(str(exc)) from exc

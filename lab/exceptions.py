@@ -22,3 +22,7 @@ class UnknownHostError(LabError):
 
 class SpecError(LabError):
     """A lab spec file that does not describe a valid lab."""
+
+
+class LabBusyError(LabError):
+    """A lab already runs in the state directory a new one would use."""

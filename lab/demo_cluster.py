@@ -1,0 +1,233 @@
+"""What every demo cluster shares: the demo world, the APIs it is driven through, the summary.
+
+A :class:`DemoCluster` knows the coordinator's and the simulators' URLs and drives them only
+through their public APIs (PyGithub as a maintainer, the coordinator's REST API as admin), so
+the local processes of ``ccc-demo --local`` and the lab hosts of ``ccc-demo --lab`` are watched
+and summarised by the same code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import github
+import requests
+import yaml
+
+from lab.services import ServiceError
+
+PROJECT = Path(__file__).resolve().parent.parent
+SEED = PROJECT / "simulators" / "github" / "seeds" / "demo.yml"
+SCENARIOS = PROJECT / "simulators" / "claude" / "scenarios" / "demo"
+REPO = "octo-org/textstats"
+ADMIN = "admin"
+BOT = "claude-cluster-bot"
+MAINTAINER = "alice"
+FINAL = ("completed", "failed", "cancelled")
+# Events the coordinator's webhook subscribes to (as README's set-up step lists them).
+WEBHOOK_EVENTS = [
+    "issues",
+    "issue_comment",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+]
+
+ISSUES = [
+    (
+        "Add a character count function",
+        "textstats counts words; it should also count characters: `char_count(text, spaces=True)`.",
+        ["claude", "backend"],
+    ),
+    (
+        "Document top_words in the README",
+        "The README only shows an example. Document `words`, `word_count` and `top_words` "
+        "(how are ties ordered?).",
+        ["claude", "docs"],
+    ),
+    (
+        "Add tests for punctuation-only input",
+        "What do `words`, `word_count` and `top_words` return for text like `?!, ...`? "
+        "Pin it down with tests in tests/test_edge_cases.py.",
+        ["claude"],
+    ),
+]
+
+
+@dataclass
+class DemoCluster:
+    """A running demo cluster seen from outside: URLs, credentials, the calls that drive it."""
+
+    echo: Callable[[str], None] = print
+    # "coordinator", "github" (simulator root), "claude" (simulator root).
+    urls: dict[str, str] = field(default_factory=dict)
+    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    # GitHub simulator tokens by login (from the seed).
+    tokens: dict[str, str] = field(default_factory=dict)
+    # What requests verifies the coordinator's certificate with (a CA file for HTTPS).
+    verify: str | bool = True
+    _admin_token: str | None = None
+
+    def check(self) -> None:
+        """Raise ServiceError when a part of the cluster has died (polled while waiting)."""
+
+    def wait_http(self, url: str, what: str, timeout: float = 60) -> None:
+        """Poll ``url`` until it answers below 500, checking the cluster meanwhile."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check()
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(url, timeout=2, verify=self.verify).status_code < 500:
+                    return
+            time.sleep(0.2)
+        raise ServiceError(f"{what} did not answer at {url}")
+
+    # GitHub -----------------------------------------------------------------------------
+
+    def github(self, login: str = MAINTAINER) -> github.Github:
+        """PyGithub against the simulator, as ``login``."""
+        return github.Github(
+            base_url=f"{self.urls['github']}/api/v3",
+            auth=github.Auth.Token(self.tokens[login]),
+            seconds_between_requests=0,
+            seconds_between_writes=0,
+        )
+
+    def add_webhook(self, secret: str) -> int:
+        """Point the demo repository's webhook at the coordinator; returns the hook id."""
+        hook = (
+            self.github()
+            .get_repo(REPO)
+            .create_hook(
+                "web",
+                {
+                    "url": f"{self.urls['coordinator']}/webhooks/github",
+                    "content_type": "json",
+                    "secret": secret,
+                    "insecure_ssl": "0",
+                },
+                events=WEBHOOK_EVENTS,
+            )
+        )
+        return hook.id
+
+    def file_issue(self, title: str, body: str, labels: list[str]) -> int:
+        """Open an issue as the maintainer: triage labels first, then the trigger label."""
+        repo = self.github().get_repo(REPO)
+        issue = repo.create_issue(title, body=body, labels=labels[1:])
+        issue.add_to_labels(labels[0])
+        self.echo(f"filed #{issue.number} {title!r} with labels {', '.join(labels)}")
+        return issue.number
+
+    def file_issues(self) -> list[int]:
+        """Open the demo issues and label them for the cluster."""
+        return [self.file_issue(title, body, labels) for title, body, labels in ISSUES]
+
+    # Coordinator ------------------------------------------------------------------------
+
+    def api(self, method: str, path: str, body: dict | None = None) -> dict:
+        """Call the coordinator's REST API as the admin user."""
+        if self._admin_token is None:
+            answer = requests.post(
+                f"{self.urls['coordinator']}/api/v1/auth/token",
+                timeout=10,
+                verify=self.verify,
+                json={"username": ADMIN, "password": self.admin_password},
+            )
+            answer.raise_for_status()
+            self._admin_token = answer.json()["token"]
+        answer = requests.request(
+            method,
+            self.urls["coordinator"] + path,
+            json=body,
+            timeout=10,
+            verify=self.verify,
+            headers={"Authorization": f"Bearer {self._admin_token}"},
+        )
+        answer.raise_for_status()
+        return answer.json()
+
+    def tasks(self) -> list[dict]:
+        """Every task the coordinator knows (the first 100)."""
+        return self.api("GET", "/api/v1/tasks?per_page=100")["items"]
+
+    def wait(self, numbers: list[int], timeout: float) -> list[dict]:
+        """Print state changes until every issue's task is final; returns the tasks in detail."""
+        deadline = time.monotonic() + timeout
+        seen: dict[int, str] = {}
+        while True:
+            self.check()
+            tasks: dict[int, dict] = {}
+            for task in self.tasks():  # newest first: follow-ups shadow the original task
+                tasks.setdefault(task["issue_number"], task)
+            for number in numbers:
+                task = tasks.get(number)
+                state = task["state"] if task else "waiting for webhook"
+                if seen.get(number) != state:
+                    agent = f" ({task['agent']})" if task and task["agent"] else ""
+                    self.echo(f"  #{number}: {state}{agent}")
+                    seen[number] = state
+            if all(number in tasks and tasks[number]["state"] in FINAL for number in numbers):
+                return [self.api("GET", f"/api/v1/tasks/{tasks[n]['id']}") for n in numbers]
+            if time.monotonic() > deadline:
+                raise ServiceError(f"issues not finished after {timeout:.0f}s: {seen}")
+            time.sleep(1)
+
+
+def seed_tokens() -> dict[str, str]:
+    """The GitHub simulator tokens of the demo seed's users, by login."""
+    seed = yaml.safe_load(SEED.read_text())
+    return {user["login"]: user["token"] for user in seed["users"] if user.get("token")}
+
+
+def summary(tasks: list[dict]) -> str:
+    """The table the demo ends with."""
+    head = ("ISSUE", "SPECIALTY", "AGENT", "STATE", "TESTS", "PR", "TOKENS", "COST", "TIME")
+    rows = [head]
+    for task in tasks:
+        tests = (task.get("result") or {}).get("tests") or {}
+        verdict = (
+            f"{tests.get('passed', 0)} passed"
+            if tests and not tests.get("failed")
+            else f"{tests.get('failed')} failed"
+            if tests
+            else "-"
+        )
+        rows.append(
+            (
+                f"#{task['issue_number']}",
+                task["specialty"] or "-",
+                task["agent"] or "-",
+                task["state"],
+                verdict,
+                task["pr_url"] or "-",
+                str(task["input_tokens"] + task["output_tokens"]),
+                f"${task['cost_usd']:.4f}",
+                f"{task_seconds(task):.1f}s",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
+    )
+
+
+def task_seconds(task: dict) -> float:
+    """Seconds from a task's first recorded state to its last (label to PR when completed)."""
+    history = task["history"]
+    return (
+        datetime.fromisoformat(history[-1]["at"]) - datetime.fromisoformat(history[0]["at"])
+    ).total_seconds()
+
+
+def write_toml(path: Path, values: dict) -> None:
+    """Write flat settings as TOML (JSON scalars and string arrays are valid TOML), owner-only."""
+    path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()))
+    path.chmod(0o600)
