@@ -34,6 +34,16 @@ class Budget:
 
 
 @dataclass
+class Scaling:
+    """How GET /api/v1/scaling turns queues and load into a desired agent count per specialty."""
+
+    target_load: float = 0.7  # busy share of task slots to aim for, as in the seed design
+    # Agents to keep per specialty even when idle, e.g. {backend = 1}; unset means 0.
+    floors: dict[str, int] = field(default_factory=dict)
+    max_wait_seconds: int = 600  # queued work older than this asks for one more agent
+
+
+@dataclass
 class CoordinatorConfig:
     """Every coordinator setting; each field can be set in the file or as CCC_<FIELD>."""
 
@@ -63,6 +73,8 @@ class CoordinatorConfig:
     max_attempts: int = 3  # runs of one task before it stays failed
     retry_backoff_seconds: int = 60  # doubled per attempt
     budget: Budget = field(default_factory=Budget)
+    # Autoscaling decision ([scaling] table); the scaling playbook acts on it.
+    scaling: Scaling = field(default_factory=Scaling)
     # Liveness.
     lease_seconds: int = 90  # a claimed task is handed back when its lease is not renewed
     heartbeat_seconds: int = 15  # what agents are told to use

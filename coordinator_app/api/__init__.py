@@ -16,4 +16,4 @@ def _rate_limit() -> None:
 
 
 # Route modules register themselves on ``bp``.
-from coordinator_app.api import agents, auth_routes, openapi, tasks  # noqa: E402, F401
+from coordinator_app.api import agents, auth_routes, openapi, scaling, tasks  # noqa: E402, F401

@@ -1,0 +1,445 @@
+"""The cluster_agent module: table-driven against a fake coordinator (only HTTP is replaced),
+then against a real coordinator over a socket, run twice: changed, then not changed."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ansible.module_utils import basic
+from werkzeug.security import generate_password_hash
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery staple"
+URL = "https://coordinator.test:8443"
+
+
+def load(name: str, path: Path):
+    """Import a module file under ``name`` (module_utils as Ansible names them)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+cluster_api = load("ansible.module_utils.cluster_api", ROOT / "module_utils/cluster_api.py")
+cluster_agent = load("ccc_library_cluster_agent", ROOT / "library/cluster_agent.py")
+
+
+def run_module(module, args: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
+    """Run an Ansible module in-process; its exit (or failure) JSON as a dict."""
+    payload = {"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check_mode}}
+    payload["ANSIBLE_MODULE_ARGS"]["_ansible_diff"] = True
+    stdout = io.StringIO()
+    old = basic._ANSIBLE_ARGS, basic._ANSIBLE_PROFILE
+    basic._ANSIBLE_ARGS, basic._ANSIBLE_PROFILE = json.dumps(payload).encode(), "legacy"
+    try:
+        with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit):
+            module.main()
+    finally:
+        basic._ANSIBLE_ARGS, basic._ANSIBLE_PROFILE = old
+    return json.loads(stdout.getvalue())
+
+
+class FakeCoordinator:
+    """The admin API of the coordinator in memory, standing in for the transport function."""
+
+    def __init__(self) -> None:
+        self.agents: dict[int, dict[str, Any]] = {}
+        self.held: dict[int, list[int]] = {}  # agent id -> ids of tasks it runs
+        self.calls: list[tuple[str, str]] = []
+        self.fail_with: int | None = None  # answer every API call with this status
+        self.unreachable = False
+        self.finish_after_polls: int | None = None  # tasks finish after this many GETs
+
+    @property
+    def changes(self) -> list[tuple[str, str]]:
+        """Calls that change something (everything but reads and the login)."""
+        return [c for c in self.calls if c[0] != "GET" and not c[1].endswith("/auth/token")]
+
+    def add(self, name: str, **settings) -> dict[str, Any]:
+        agent_id = len(self.agents) + 1
+        self.agents[agent_id] = {
+            "id": agent_id,
+            "name": name,
+            "state": "idle",
+            "specialties": ["backend"],
+            "capabilities": [],
+            "clearance": "standard",
+            "max_tasks": 1,
+            "draining": False,
+            "running_tasks": 0,
+            **settings,
+        }
+        return self.agents[agent_id]
+
+    def hold(self, agent_id: int, *task_ids: int) -> None:
+        self.held[agent_id] = list(task_ids)
+        self.agents[agent_id]["running_tasks"] = len(task_ids)
+
+    def send(self, method, url, *, body=None, headers=None, **_transport):
+        self.calls.append((method, url))
+        if self.unreachable:
+            raise cluster_api.CoordinatorAPIError(
+                f"cannot reach the coordinator at {url}: [Errno 111] Connection refused",
+                method=method,
+                url=url,
+            )
+        path, _, query = url.removeprefix(URL + "/api/v1").partition("?")
+        if path == "/auth/token":
+            if body["password"] != PASSWORD:
+                return self._error(401, "unknown user or wrong password")
+            return cluster_api.Response(200, {"token": "t0k"})
+        assert headers["Authorization"] == "Bearer t0k"
+        if self.fail_with:
+            return self._error(self.fail_with, "database is down")
+        return self._route(method, path, query, body)
+
+    def _route(self, method, path, query, body):
+        if (method, path) == ("GET", "/agents"):
+            items = sorted(self.agents.values(), key=lambda a: a["name"])
+            return cluster_api.Response(200, {"items": items, "_links": {"next": None}})
+        if (method, path) == ("POST", "/agents"):
+            agent = self.add(body["name"], **{k: v for k, v in body.items() if k != "name"})
+            agent["state"] = "offline"
+            return cluster_api.Response(201, {**agent, "key": "ccca_secret"})
+        match = re.fullmatch(r"/agents/(\d+)(/key|/tasks)?", path)
+        agent = self.agents.get(int(match[1])) if match else None
+        if agent is None:
+            return self._error(404, "not found")
+        if method == "GET" and match[2] == "/tasks":
+            held = self.held.get(agent["id"], [])
+            items = [{"id": t, "state": "in_progress"} for t in held]
+            return cluster_api.Response(200, {"items": items, "_links": {"next": None}})
+        if method == "GET":
+            self._progress(agent)
+            return cluster_api.Response(200, agent)
+        if method == "PATCH":
+            agent.update(body)
+            return cluster_api.Response(200, agent)
+        if method == "POST" and match[2] == "/key":
+            return cluster_api.Response(200, {"id": agent["id"], "key": "ccca_rotated"})
+        if method == "DELETE":
+            if agent["running_tasks"] and "handback=1" not in query:
+                return self._error(409, f"agent {agent['name']} holds tasks")
+            del self.agents[agent["id"]]
+            return cluster_api.Response(204, None)
+        return self._error(405, "method not allowed")
+
+    def _progress(self, agent):
+        if self.finish_after_polls is not None:
+            self.finish_after_polls -= 1
+            if self.finish_after_polls <= 0:
+                self.hold(agent["id"])
+
+    @staticmethod
+    def _error(status: int, message: str):
+        return cluster_api.Response(status, {"error": {"status": status, "message": message}})
+
+
+@pytest.fixture
+def coordinator(monkeypatch) -> FakeCoordinator:
+    fake = FakeCoordinator()
+    monkeypatch.setattr(cluster_api, "send", fake.send)
+    return fake
+
+
+def args(**extra) -> dict[str, Any]:
+    base = {
+        "coordinator_url": URL,
+        "admin_password": PASSWORD,
+        "name": "agent4",
+        "specialties": ["backend", "general"],
+        "poll_interval": 0.01,
+    }
+    return {k: v for k, v in {**base, **extra}.items() if v is not None}
+
+
+# --- arguments ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"name": None}, "missing required arguments: name"),
+        ({"admin_password": None}, "missing required arguments: admin_password"),
+        ({"specialties": None}, "state is present but all of the following are missing"),
+        ({"specialties": ["cooking"]}, "value of specialties must be one or more of"),
+        ({"state": "gone"}, "value of state must be one of"),
+    ],
+)
+def test_bad_arguments_fail_before_any_call(coordinator, given, message):
+    result = run_module(cluster_agent, args(**given))
+    assert result["failed"]
+    assert message in result["msg"]
+    assert coordinator.calls == []
+
+
+# --- present --------------------------------------------------------------------------------
+
+
+def test_present_creates_the_agent_and_returns_its_key_once(coordinator):
+    result = run_module(cluster_agent, args(max_tasks=2))
+    assert result["changed"] and result["created"]
+    assert result["key"] == "ccca_secret"
+    assert result["agent"]["specialties"] == ["backend", "general"]
+    assert result["agent"]["max_tasks"] == 2
+    assert result["diff"] == {
+        "before": {},
+        "after": {
+            "specialties": ["backend", "general"],
+            "max_tasks": 2,
+            "clearance": "standard",
+            "draining": False,
+        },
+    }
+    again = run_module(cluster_agent, args(max_tasks=2))
+    assert not again["changed"] and not again["created"]
+    assert "key" not in again
+    assert again["diff"]["before"] == again["diff"]["after"]
+    assert coordinator.changes == [("POST", f"{URL}/api/v1/agents")]
+
+
+@pytest.mark.parametrize(
+    ("current", "given", "patch"),
+    [
+        ({}, {}, None),
+        ({"max_tasks": 3}, {}, None),  # max_tasks omitted: left as it is
+        ({}, {"max_tasks": 2}, {"max_tasks": 2}),
+        ({}, {"clearance": "restricted"}, {"clearance": "restricted"}),
+        ({"specialties": ["general", "backend"]}, {}, {"specialties": ["backend", "general"]}),
+        ({"draining": True}, {}, {"draining": False}),  # present resumes a draining agent
+        ({"draining": True, "max_tasks": 1}, {"max_tasks": 4}, {"max_tasks": 4, "draining": False}),
+    ],
+)
+def test_present_changes_only_what_differs(coordinator, current, given, patch):
+    agent = coordinator.add("agent4", **{"specialties": ["backend", "general"], **current})
+    result = run_module(cluster_agent, args(**given))
+    assert result["changed"] is (patch is not None)
+    assert not result["created"]
+    assert "key" not in result
+    if patch is None:
+        assert coordinator.changes == []
+    else:
+        assert coordinator.changes == [("PATCH", f"{URL}/api/v1/agents/{agent['id']}")]
+        assert {k: agent[k] for k in patch} == patch
+        assert result["diff"]["after"] == {**result["diff"]["before"], **patch}
+
+
+def test_rotate_key_returns_the_new_key(coordinator):
+    agent = coordinator.add("agent4", specialties=["backend", "general"])
+    result = run_module(cluster_agent, args(rotate_key=True))
+    assert result["changed"]
+    assert result["key"] == "ccca_rotated"
+    assert coordinator.changes == [("POST", f"{URL}/api/v1/agents/{agent['id']}/key")]
+
+
+@pytest.mark.parametrize(
+    ("existing", "given"),
+    [
+        (None, {}),
+        ({"max_tasks": 1}, {"max_tasks": 2}),
+        ({"draining": True}, {"state": "present"}),
+        ({}, {"rotate_key": True}),
+        ({}, {"state": "draining"}),
+        ({}, {"state": "absent"}),
+    ],
+)
+def test_check_mode_reports_the_change_and_changes_nothing(coordinator, existing, given):
+    if existing is not None:
+        coordinator.add("agent4", **{"specialties": ["backend", "general"], **existing})
+    before = json.dumps(coordinator.agents, sort_keys=True)
+    result = run_module(cluster_agent, args(**given), check_mode=True)
+    assert result["changed"]
+    assert "key" not in result
+    if "rotate_key" not in given:  # a new key is not a setting: no diff
+        assert result["diff"]["before"] != result["diff"]["after"]
+    assert coordinator.changes == []
+    assert json.dumps(coordinator.agents, sort_keys=True) == before
+
+
+# --- draining and absent --------------------------------------------------------------------
+
+
+def test_draining_sets_maintenance_and_waits_for_the_tasks(coordinator):
+    agent = coordinator.add("agent4")
+    coordinator.hold(agent["id"], 7)
+    coordinator.finish_after_polls = 3
+    result = run_module(cluster_agent, args(state="draining", drain_timeout=10))
+    assert result["changed"]
+    assert result["drained"] and result["running_tasks"] == []
+    assert agent["draining"]
+    assert result["diff"]["after"]["draining"] and not result["diff"]["before"]["draining"]
+    again = run_module(cluster_agent, args(state="draining", drain_timeout=10))
+    assert not again["changed"]
+
+
+def test_draining_timeout_without_handback_fails_and_leaves_it_draining(coordinator):
+    agent = coordinator.add("agent4")
+    coordinator.hold(agent["id"], 7, 9)
+    result = run_module(cluster_agent, args(state="draining", drain_timeout=0))
+    assert result["failed"]
+    assert "still holds tasks [7, 9]" in result["msg"]
+    assert result["running_tasks"] == [7, 9]
+    assert agent["draining"]
+
+
+def test_draining_timeout_with_handback_reports_the_tasks(coordinator):
+    agent = coordinator.add("agent4")
+    coordinator.hold(agent["id"], 7)
+    result = run_module(cluster_agent, args(state="draining", drain_timeout=0, handback=True))
+    assert not result.get("failed")
+    assert result["changed"] and not result["drained"]
+    assert result["running_tasks"] == [7]
+    assert "go back to the queue" in json.dumps(result["warnings"])
+    assert agent["id"] in coordinator.agents  # still registered: nothing handed back yet
+
+
+def test_draining_an_unknown_agent_fails(coordinator):
+    result = run_module(cluster_agent, args(state="draining"))
+    assert result["failed"]
+    assert "not registered" in result["msg"]
+
+
+@pytest.mark.parametrize(
+    ("held", "handback", "outcome"),
+    [
+        ((), False, "removed"),
+        ((7,), True, "removed"),
+        ((7,), False, "failed"),
+    ],
+)
+def test_absent_drains_then_deregisters(coordinator, held, handback, outcome):
+    agent = coordinator.add("agent4")
+    coordinator.hold(agent["id"], *held)
+    result = run_module(
+        cluster_agent, args(state="absent", drain_timeout=0, handback=handback, specialties=None)
+    )
+    if outcome == "failed":
+        assert result["failed"]
+        assert agent["id"] in coordinator.agents and agent["draining"]
+        assert not any(c[0] == "DELETE" for c in coordinator.calls)
+        return
+    assert result["changed"]
+    assert result["agent"] == {} and result["diff"]["after"] == {}
+    assert result["handed_back"] == list(held)
+    assert coordinator.agents == {}
+    delete = [c for c in coordinator.calls if c[0] == "DELETE"]
+    assert delete == [
+        ("DELETE", f"{URL}/api/v1/agents/{agent['id']}" + ("?handback=1" if handback else ""))
+    ]
+    again = run_module(cluster_agent, args(state="absent", specialties=None))
+    assert not again["changed"]
+
+
+# --- failures -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setup", "message", "status"),
+    [
+        (lambda c: setattr(c, "unreachable", True), "cannot reach the coordinator", None),
+        (lambda c: setattr(c, "fail_with", 500), "answered HTTP 500: database is down", 500),
+        (lambda c: None, "refused the admin credentials for 'admin'", 401),
+    ],
+)
+def test_failures_carry_context(coordinator, setup, message, status):
+    setup(coordinator)
+    password = "wrong" if status == 401 else PASSWORD
+    result = run_module(cluster_agent, args(admin_password=password))
+    assert result["failed"]
+    assert message in result["msg"]
+    assert result["status"] == status
+    assert result["url"].startswith(URL + "/api/v1/")
+    assert "wrong" not in json.dumps({k: v for k, v in result.items() if k != "invocation"})
+
+
+def test_the_real_transport_reports_an_unreachable_coordinator():
+    client = cluster_api.CoordinatorClient("http://127.0.0.1:9", "admin", "x", timeout=2)
+    with pytest.raises(cluster_api.CoordinatorAPIError, match="cannot reach the coordinator"):
+        client.find_agent("agent4")
+
+
+# --- against a real coordinator -------------------------------------------------------------
+
+
+@pytest.fixture
+def live_coordinator(database_url, redis_url):
+    """The coordinator app on a real socket, with an admin user."""
+    from coordinator_app import create_app
+    from coordinator_app.models import AdminUser
+    from simulators.server import BackgroundServer
+    from tests.coordinator.conftest import make_config
+
+    app = create_app(make_config(database_url, redis_url))
+    ccc = app.extensions["ccc"]
+    ccc.queues.ensure()
+    with ccc.database.session() as session:
+        session.add(AdminUser(username="alice", password_hash=generate_password_hash(PASSWORD)))
+    try:
+        with BackgroundServer(app) as server:
+            yield server.url, ccc
+    finally:
+        ccc.database.dispose()
+        ccc.redis.close()
+        ccc.gateway.close()
+
+
+def test_against_a_real_coordinator(live_coordinator):
+    from coordinator_app.models import Task
+
+    url, ccc = live_coordinator
+    common = {"coordinator_url": url, "admin_username": "alice", "admin_password": PASSWORD}
+    common["name"] = "lab4"
+    present = {**common, "specialties": ["backend", "general"], "max_tasks": 2}
+
+    first = run_module(cluster_agent, present)
+    assert first["changed"] and first["key"].startswith("ccca_")
+    second = run_module(cluster_agent, present)
+    assert not second["changed"] and "key" not in second
+    assert second["agent"]["max_tasks"] == 2
+
+    changed = run_module(cluster_agent, {**present, "max_tasks": 3})
+    assert changed["changed"] and changed["agent"]["max_tasks"] == 3
+
+    # The agent holds a task: removing it without handback fails and leaves it draining;
+    # with handback the coordinator queues the task again.
+    with ccc.database.session() as session:
+        task = Task(
+            repository="acme/api",
+            issue_number=1,
+            title="t",
+            requested_by="alice",
+            state="in_progress",
+            specialty="backend",
+            agent_id=first["agent"]["id"],
+        )
+        session.add(task)
+        session.flush()
+        task_id = task.id
+    absent = {**common, "state": "absent", "drain_timeout": 0}
+    refused = run_module(cluster_agent, absent)
+    assert refused["failed"] and refused["running_tasks"] == [task_id]
+    removed = run_module(cluster_agent, {**absent, "handback": True})
+    assert removed["changed"] and removed["handed_back"] == [task_id]
+    with ccc.database.session() as session:
+        assert session.get(Task, task_id).state == "queued"
+    assert not run_module(cluster_agent, absent)["changed"]
+
+
+def test_a_missing_ca_file_is_named(coordinator, tmp_path):
+    missing = tmp_path / "ca.crt"
+    result = run_module(cluster_agent, args(ca_path=str(missing)))
+    assert result["failed"]
+    assert f"ca_path {missing} is not a file" in result["msg"]
+    assert coordinator.calls == []
