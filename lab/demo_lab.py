@@ -106,14 +106,18 @@ class LabCluster(DemoCluster):
     # Start ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Boot the hosts, converge site.yml, start the simulators and add the webhook."""
+        """Boot the hosts, then :meth:`provision` them."""
         if self.lab.hosts():
             raise LabBusyError(
                 f"a lab already runs in {self.config.state_dir}; "
                 "stop it first (`ccc-demo stop` or `ccc-lab destroy`)"
             )
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._phase("lab", lambda: self.lab.up(self.spec))
+        self.provision()
+
+    def provision(self) -> None:
+        """On running hosts: converge site.yml, start the simulators, add the webhook."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         bridge = network.bridge_address(self.config)
         self.tokens = seed_tokens()
         claude_key = "sk-ant-demo-" + secrets.token_hex(8)
@@ -226,6 +230,10 @@ class LabCluster(DemoCluster):
 
     # Stop -------------------------------------------------------------------------------
 
+    def stop_simulators(self) -> None:
+        """Stop the two simulators (the lab stays)."""
+        stop_background(self.directory, self.echo)
+
     def stop(self) -> None:
         """Stop the simulators and destroy the lab (hosts, bridge, proxy, state)."""
         stop(self.config, self.echo)
@@ -243,15 +251,18 @@ def run_playbook(playbook: Path, inventories: list[Path], extra: Path, log: Path
     """ansible-playbook with the venv's Ansible; echoes the plays, raises with the log's tail."""
     bin_dir = Path(sys.executable).parent
     argv = [str(bin_dir / "ansible-playbook"), "-e", f"@{extra}", str(playbook)]
-    for inventory in inventories:
+    for inventory in reversed(inventories):
         argv[1:1] = ["-i", str(inventory)]
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "ANSIBLE_NOCOLOR": "1"}
     tail: deque[str] = deque(maxlen=40)
-    with log.open("a") as out:
-        process = subprocess.Popen(argv, cwd=PROJECT, env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    with (
+        log.open("a") as out,
+        subprocess.Popen(argv, cwd=PROJECT, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True) as process,
+    ):  # fmt: skip
         for line in process.stdout or ():
             out.write(line)
+            out.flush()
             tail.append(line.rstrip())
             if line.startswith("PLAY ["):
                 echo("  " + line.strip(" *\n"))
