@@ -1,0 +1,289 @@
+"""End to end on lab hosts: site.yml converges one cluster for the module, issues become PRs.
+
+Three hosts as in `ccc-demo --lab` (t1: PostgreSQL, Redis, coordinator; t2: backend + general;
+t3: documentation + testing + general), the simulators on the test bridge, a 15 s lease. Each
+test files its own issues; the slow ones use a scripted conversation that pauses in bash so a
+fault can strike mid-task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+import yaml
+
+from lab.demo_cluster import ISSUES, REPO, SCENARIOS, task_seconds
+from lab.demo_lab import LabCluster, Timing, demo_spec
+from lab.testing import isolated_config, running_lab, skip_reason
+
+pytestmark = [pytest.mark.slow, pytest.mark.lab]
+
+HAPPY_PATH = [
+    "pending", "analyzing", "queued", "assigned", "in_progress", "testing", "review", "completed",
+]  # fmt: skip
+# "Keep a memo for TAG (pause N)": sleep N seconds in bash, then write memos/TAG.txt.
+MEMO = {
+    "name": "e2e-memo",
+    "match": {"prompt": r"(?i)keep a memo for (?P<tag>[a-z0-9-]+) \(pause (?P<pause>\d+)\)"},
+    "turns": [
+        [{"tool_use": {"name": "bash", "input": {"command": "sleep ${pause}; echo paused"}}}],
+        [
+            {
+                "tool_use": {
+                    "name": "str_replace_based_edit_tool",
+                    "input": {
+                        "command": "create",
+                        "path": "memos/${tag}.txt",
+                        "file_text": "A memo for ${tag}.\n",
+                    },
+                }
+            }
+        ],
+        ["Wrote the memo."],
+    ],
+}
+# Review feedback on any PR: one more file on the same branch.
+REVIEW = {
+    "name": "e2e-review",
+    "priority": 10,
+    "match": {"first_user": r"(?i)review feedback on the pull request for issue #(?P<issue>\d+)"},
+    "turns": [
+        [
+            {
+                "tool_use": {
+                    "name": "str_replace_based_edit_tool",
+                    "input": {
+                        "command": "create",
+                        "path": "memos/review-${issue}.txt",
+                        "file_text": "Addressed the review of #${issue}.\n",
+                    },
+                }
+            }
+        ],
+        ["Addressed the review."],
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One converged lab cluster for the module; simulators and hosts always torn down."""
+    reason = skip_reason()
+    if reason:
+        pytest.skip(f"lab hosts unavailable: {reason}")
+    scenarios = tmp_path_factory.mktemp("scenarios")
+    for path in SCENARIOS.glob("*.yaml"):
+        shutil.copy(path, scenarios)
+    (scenarios / "e2e.yaml").write_text(yaml.safe_dump({"scenarios": [MEMO, REVIEW]}))
+    config = isolated_config()
+    spec = demo_spec(config.host_prefix)
+    with running_lab(spec, config) as session:
+        cluster = LabCluster(
+            config=session.config,
+            spec=spec,
+            scenarios=scenarios,
+            timing=Timing(lease_seconds=15, heartbeat_seconds=3),
+            echo=lambda message: print(f"==> {message}"),
+        )
+        try:
+            cluster.provision()
+            yield cluster
+        finally:
+            cluster.stop_simulators()
+
+
+def memo(cluster: LabCluster, tag: str, pause: int) -> int:
+    """File a memo issue (routed to `general`: both agents may take it)."""
+    return cluster.file_issue(f"Keep a memo for {tag} (pause {pause})", "Please.", ["claude"])
+
+
+def task_of(cluster: LabCluster, number: int) -> dict | None:
+    """The newest task of issue ``number`` (None before the webhook made one)."""
+    return next((t for t in cluster.tasks() if t["issue_number"] == number), None)
+
+
+def wait_until(what: str, probe: Callable[[], object], timeout: float = 120) -> object:
+    """Poll ``probe`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def running_task(cluster: LabCluster, number: int) -> dict:
+    """Wait until issue ``number``'s task runs on an agent (in_progress)."""
+
+    def probe() -> dict | None:
+        task = task_of(cluster, number)
+        return task if task and task["state"] == "in_progress" else None
+
+    return wait_until(f"#{number} in progress", probe)  # type: ignore[return-value]
+
+
+def pulls_for(cluster: LabCluster, branch: str) -> list:
+    """Every PR (open or closed) whose head is ``branch``."""
+    repo = cluster.github().get_repo(REPO)
+    return [pull for pull in repo.get_pulls(state="all") if pull.head.ref == branch]
+
+
+def agent_states(cluster: LabCluster) -> dict[str, str]:
+    """Agent name -> state, as the coordinator derives it."""
+    return {a["name"]: a["state"] for a in cluster.api("GET", "/api/v1/agents")["items"]}
+
+
+def assert_one_pull_request(cluster: LabCluster, number: int, *paths: str) -> dict:
+    """Issue ``number`` has one task, completed, with one PR whose branch holds ``paths``."""
+    (task,) = cluster.wait([number], 180)
+    assert task["state"] == "completed", task
+    tasks = [t for t in cluster.tasks() if t["issue_number"] == number]
+    assert [t["id"] for t in tasks] == [task["id"]]
+    (pull,) = pulls_for(cluster, task["branch"])
+    assert pull.number == task["pr_number"]
+    changed = {f.filename for f in pull.get_files()}
+    assert set(paths) <= changed, changed
+    return task
+
+
+def test_every_demo_issue_becomes_one_pull_request(cluster):
+    numbers = cluster.file_issues()
+    tasks = cluster.wait(numbers, 240)
+    expected = {
+        ISSUES[0][0]: ("backend", "textstats/__init__.py"),
+        ISSUES[1][0]: ("documentation", "README.md"),
+        ISSUES[2][0]: ("testing", "tests/test_edge_cases.py"),
+    }
+    for task in tasks:
+        specialty, path = expected[task["title"]]
+        assert task["state"] == "completed", task
+        assert task["specialty"] == specialty
+        assert [h["to"] for h in task["history"]] == HAPPY_PATH
+        assert_one_pull_request(cluster, task["issue_number"], path)
+        print(f"label to PR, #{task['issue_number']} ({specialty}): {task_seconds(task):.1f}s")
+    # The coordinator comments on each issue with its PR (through its outbox, so a bit later).
+    repo = cluster.github().get_repo(REPO)
+    for task in tasks:
+        issue = repo.get_issue(task["issue_number"])
+        wait_until(
+            f"the comment on #{issue.number}",
+            lambda issue=issue, url=task["pr_url"]: any(
+                url in c.body for c in issue.get_comments()
+            ),
+            timeout=30,
+        )
+
+
+def test_review_comment_adds_a_commit_to_the_same_pull_request(cluster):
+    number = memo(cluster, "review", 1)
+    first = assert_one_pull_request(cluster, number, "memos/review.txt")
+    pull = cluster.github().get_repo(REPO).get_pull(first["pr_number"])
+    commits = pull.get_commits().totalCount
+    pull.create_review_comment("Please record the review too.", pull.get_commits()[0],
+                               "memos/review.txt", line=1)  # fmt: skip
+    wait_until("the follow-up task", lambda: task_of(cluster, number)["kind"] == "follow_up")
+    (follow_up,) = cluster.wait([number], 180)
+    assert follow_up["state"] == "completed", follow_up
+    assert (follow_up["branch"], follow_up["pr_number"]) == (first["branch"], first["pr_number"])
+    pull = cluster.github().get_repo(REPO).get_pull(first["pr_number"])
+    assert pull.get_commits().totalCount == commits + 1
+    assert f"memos/review-{number}.txt" in {f.filename for f in pull.get_files()}
+    assert len(pulls_for(cluster, first["branch"])) == 1
+
+
+def test_agent_status_line_names_its_task(cluster):
+    number = memo(cluster, "status", 10)
+    task = running_task(cluster, number)
+    status = cluster.ssh(task["agent"], "systemctl status claude-agent --no-pager --lines=0")
+    assert "Active: active (running)" in status, status
+    assert f"task {task['id']} ({REPO}#{number}" in status, status
+    assert_one_pull_request(cluster, number, "memos/status.txt")
+
+
+def test_crashed_agent_host_task_completes_elsewhere(cluster):
+    number = memo(cluster, "failover", 25)
+    task = running_task(cluster, number)
+    victim = task["agent"]
+    crashed = time.monotonic()
+    cluster.lab.crash(victim)
+
+    def elsewhere() -> dict | None:
+        now = task_of(cluster, number)
+        running = now["state"] in ("assigned", "in_progress", "testing", "review", "completed")
+        return now if running and now["agent"] not in (None, victim) else None
+
+    moved = wait_until("the task on another agent", elsewhere, timeout=90)
+    print(f"failover: crash to running on {moved['agent']} in {time.monotonic() - crashed:.1f}s")
+    done = assert_one_pull_request(cluster, number, "memos/failover.txt")
+    assert done["agent"] != victim
+    reasons = " ".join(h["reason"] or "" for h in done["history"])
+    assert "lease" in reasons, done["history"]
+
+    cluster.lab.restart(victim)
+    wait_until(f"{victim} idle again", lambda: agent_states(cluster).get(victim) == "idle")
+
+
+def test_coordinator_and_redis_restarts_lose_nothing(cluster):
+    number = memo(cluster, "restarts", 15)
+    running_task(cluster, number)
+    coordinator = cluster.host_of("coordinator").name
+    cluster.ssh(coordinator, "systemctl restart claude-coordinator")
+    cluster.ssh(coordinator, "systemctl restart redis-server")
+    cluster.wait_http(f"{cluster.urls['coordinator']}/readyz", "coordinator")
+    after = memo(cluster, "after-restarts", 1)
+    assert_one_pull_request(cluster, number, "memos/restarts.txt")
+    assert_one_pull_request(cluster, after, "memos/after-restarts.txt")
+
+
+def test_duplicate_and_concurrent_webhooks_make_one_task(cluster):
+    number = memo(cluster, "duplicates", 8)
+    running_task(cluster, number)
+    api = f"{cluster.urls['github']}/api/v3/repos/{REPO}/hooks/{cluster.hook_id}/deliveries"
+    headers = {"Authorization": f"token {cluster.tokens['alice']}"}
+    labeled = None
+    for summary in requests.get(api, headers=headers, timeout=10).json():
+        if (summary["event"], summary["action"]) != ("issues", "labeled"):
+            continue
+        detail = requests.get(f"{api}/{summary['id']}", headers=headers, timeout=10).json()
+        if detail["request"]["payload"]["issue"]["number"] == number:
+            labeled = detail
+            break
+    assert labeled, "the labeled delivery of the issue"
+    body = json.dumps(labeled["request"]["payload"]).encode()
+    signature = hmac.new(cluster.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+
+    def redeliver(_: int) -> int:
+        return requests.post(
+            f"{api}/{labeled['id']}/attempts", headers=headers, timeout=10
+        ).status_code
+
+    def fresh_delivery(_: int) -> int:  # the same event under a new delivery id
+        return requests.post(
+            f"{cluster.urls['coordinator']}/webhooks/github",
+            data=body,
+            timeout=10,
+            verify=cluster.verify,
+            headers={
+                "Content-Type": "application/json",
+                "X-GitHub-Event": "issues",
+                "X-GitHub-Delivery": str(uuid.uuid4()),
+                "X-Hub-Signature-256": f"sha256={signature}",
+            },
+        ).status_code
+
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda i: (redeliver if i % 2 else fresh_delivery)(i), range(10)))
+    assert all(200 <= code < 300 for code in answers), answers
+    assert_one_pull_request(cluster, number, "memos/duplicates.txt")
+    time.sleep(3)  # nothing queued behind it either
+    assert len([t for t in cluster.tasks() if t["issue_number"] == number]) == 1
