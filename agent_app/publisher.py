@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import github
-from github import Auth, Github
 
 from agent_app.exceptions import PublishError
 from agent_app.gitcmd import Git, GitError
+from coordinator_app.github_gateway import github_client
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class Publisher:
 
     def __init__(self, git: Git, api_url: str, token: str, author: tuple[str, str]) -> None:
         self.git = git
-        self.github = Github(base_url=api_url.rstrip("/"), auth=Auth.Token(token), retry=None)
+        self.github = github_client(api_url, token)
         self.author_name, self.author_email = author
 
     def close(self) -> None:

@@ -79,9 +79,10 @@ class CoordinatorConfig:
     lease_seconds: int = 90  # a claimed task is handed back when its lease is not renewed
     heartbeat_seconds: int = 15  # what agents are told to use
     agent_token_seconds: int = 3600  # lifetime of an agent's bearer token
-    # Rate limits per client address, requests per minute.
-    webhook_rate_per_minute: int = 6000
-    api_rate_per_minute: int = 6000
+    # Rate limits per client address, requests per minute. GitHub delivers from a few addresses
+    # (one, behind a proxy), so the webhook limit is a guard against floods, not a quota.
+    webhook_rate_per_minute: int = 60000
+    api_rate_per_minute: int = 30000
     # Bearer token Prometheus uses to scrape /metrics (API tokens work too).
     metrics_token: str = ""
     # Run the background processor (deliveries, leases, GitHub outbox) in this process.

@@ -21,16 +21,35 @@ WRITE_PERMISSIONS = {"admin", "maintain", "write"}
 OUTBOX_MAX_BACKOFF = 300
 
 
+def github_client(api_url: str, token: str, timeout: int = 15) -> Github:
+    """A PyGithub client for the cluster's own calls (coordinator and agents).
+
+    PyGithub's default pacing (0.25 s between requests, 1 s between writes) would cap each
+    process at about one new task per second; GitHub's own rate-limit answers (403/429) are
+    handled by the callers instead, which keep the work and try again later. Its retries are
+    off for the same reason: a retry loop inside a request would hold database locks.
+    """
+    return Github(
+        base_url=api_url.rstrip("/"),
+        auth=Auth.Token(token) if token else None,
+        timeout=timeout,
+        retry=None,
+        seconds_between_requests=None,
+        seconds_between_writes=None,
+        # Objects are fetched when an attribute is read, not when they are named: calls on a
+        # repository or issue need only its URL.
+        lazy=True,
+    )
+
+
 class GitHubGateway:
     """A thin, testable layer over PyGithub for the calls the coordinator makes."""
 
     def __init__(self, api_url: str, token: str, timeout: int = 15) -> None:
-        self.client = Github(
-            base_url=api_url.rstrip("/"),
-            auth=Auth.Token(token) if token else None,
-            timeout=timeout,
-            retry=None,
-        )
+        self.client = github_client(api_url, token, timeout)
+
+    def _repo(self, repository: str):
+        return self.client.get_repo(repository)
 
     @functools.cached_property
     def login(self) -> str | None:
@@ -43,13 +62,13 @@ class GitHubGateway:
     def permission(self, repository: str, login: str) -> str:
         """The user's permission on the repository: admin, maintain, write, triage, read, none."""
         try:
-            return self.client.get_repo(repository).get_collaborator_permission(login)
+            return self._repo(repository).get_collaborator_permission(login)
         except github.UnknownObjectException:
             return "none"
 
     def set_state_label(self, repository: str, number: int, label: str | None) -> None:
         """Replace the issue's ``claude:*`` labels with ``label`` (or remove them)."""
-        issue = self.client.get_repo(repository).get_issue(number)
+        issue = self._repo(repository).get_issue(number)
         current = [lbl.name for lbl in issue.labels]
         for name in current:
             if name.startswith(STATE_LABEL_PREFIX) and name != label:
@@ -60,18 +79,18 @@ class GitHubGateway:
             issue.add_to_labels(label)
 
     def comment(self, repository: str, number: int, body: str) -> None:
-        self.client.get_repo(repository).get_issue(number).create_comment(body)
+        self._repo(repository).get_issue(number).create_comment(body)
 
     def issue_labels(self, repository: str, number: int) -> list[str]:
         """The issue's labels now (events can be stale: labels added together arrive apart)."""
-        return [label.name for label in self.client.get_repo(repository).get_issue(number).labels]
+        return [label.name for label in self._repo(repository).get_issue(number).labels]
 
     def issue_is_closed(self, repository: str, number: int) -> bool:
-        return self.client.get_repo(repository).get_issue(number).state == "closed"
+        return self._repo(repository).get_issue(number).state == "closed"
 
     def labelled_issues(self, repository: str, label: str) -> list[dict]:
         """Open issues (not pull requests) carrying ``label``, for the polling fallback."""
-        repo = self.client.get_repo(repository)
+        repo = self._repo(repository)
         found = []
         for issue in repo.get_issues(state="open", labels=[label]):
             if issue.pull_request is not None:
