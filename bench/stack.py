@@ -115,13 +115,12 @@ def _stop_gunicorn(process: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def running_coordinator(
-    settings: dict[str, object] | None = None, gunicorn_config: Path | None = None
+    settings: dict[str, object] | None = None,
 ) -> Iterator[Coordinator]:
     """Start PostgreSQL, Redis and ``gunicorn coordinator_app.wsgi:app`` (2 gthread workers).
 
-    ``settings`` go into the coordinator's TOML file on top of the benchmark's own;
-    ``gunicorn_config`` is an optional gunicorn config file (hooks). Everything is stopped and
-    removed on the way out.
+    ``settings`` go into the coordinator's TOML file on top of the benchmark's own. Everything
+    is stopped and removed on the way out.
     """
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ccc-bench-")))
@@ -165,7 +164,6 @@ def running_coordinator(
                 f"{host}:{port}",
                 "--log-level",
                 "warning",
-                *(["--config", str(gunicorn_config)] if gunicorn_config else []),
                 "coordinator_app.wsgi:app",
             ],
             env=env,

@@ -86,13 +86,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--events", type=int, default=100, help="trigger events for latency")
     parser.add_argument("--rate", type=float, default=5, help="trigger events per second")
-    parser.add_argument(
-        "--github-throttle",
-        choices=["default", "off"],
-        default="default",
-        help="'off' is a what-if: a gunicorn hook drops PyGithub's built-in request spacing "
-        "in the coordinator (bench/gunicorn_unthrottled.py)",
-    )
     parser.add_argument("--fixture", type=Path, default=FIXTURE, help="issues.labeled payload")
     return parser.parse_args(argv)
 
@@ -495,7 +488,6 @@ def main(argv: list[str] | None = None) -> int:
     stop_cleanly_on_sigterm()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the simulator's request log
     print(f"# Webhook ingest and webhook → queued latency\n\n{machine()}")
-    print(f"PyGithub throttle in the coordinator: {args.github_throttle}\n")
     ingest_payloads = LabeledPayloads(args.fixture, label=args.label)
     trigger_payloads = LabeledPayloads(args.fixture, label=TRIGGER_LABEL)
     with contextlib.ExitStack() as stack:
@@ -505,14 +497,10 @@ def main(argv: list[str] | None = None) -> int:
             "github_api_url": f"{sim_url}/api/v3",
             "github_token": TOKENS["cluster-bot"],
             "trigger_label": TRIGGER_LABEL,
-            # The default, 6000/min per client address (100/s), would answer 429 long before
-            # the 300/s target: every client here is 127.0.0.1. See docs/BENCHMARKS.md.
+            # Every client here is 127.0.0.1: lift the per-address limit out of the way.
             "webhook_rate_per_minute": 10_000_000,
         }
-        hooks = Path(__file__).with_name("gunicorn_unthrottled.py")
-        coord = stack.enter_context(
-            running_coordinator(settings, hooks if args.github_throttle == "off" else None)
-        )
+        coord = stack.enter_context(running_coordinator(settings))
         meters = {
             "gunicorn (master + 2 workers)": TreeCPU(coord.gunicorn.pid),
             "PostgreSQL": TreeCPU(coord.postgres.process.pid),
