@@ -11,11 +11,12 @@ TEST_DEBS := postgresql redis-server git bubblewrap chromium chromium-driver
 LAB_DEBS := systemd-container debootstrap apt-cacher-ng openssh-client
 PYTEST_ARGS ?=
 
-.PHONY: help setup lab-deps test test-fast lint demo demo-lab demo-stop clean
+.PHONY: help setup lab-deps test test-fast lint demo demo-local demo-stop clean
 
 help:
-	@echo "make demo       run the main job: a whole cluster turns issues into pull requests"
-	@echo "make demo-lab   the same on lab hosts provisioned by site.yml (root; until demo-stop)"
+	@echo "make demo       the main job: lab hosts provisioned by site.yml turn issues into PRs"
+	@echo "make demo-stop  stop the demo's lab hosts and simulators"
+	@echo "make demo-local the same job as local processes on loopback (quick, no lab hosts)"
 	@echo "make test       install what the tests need and run them all (what CI runs)"
 	@echo "make test-fast  the tests without the slow ones (lab hosts, end to end)"
 	@echo "make lint       ruff check and format check"
@@ -44,11 +45,11 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-demo: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ccc-demo
-
-demo-lab: setup lab-deps
+demo: setup lab-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ccc-demo --lab
+
+demo-local: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ccc-demo --local
 
 demo-stop: $(BIN)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ccc-demo stop

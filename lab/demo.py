@@ -323,14 +323,15 @@ def run_lab(exit_after: bool, timeout: int) -> int:
     "--local",
     "mode",
     flag_value="local",
-    default=True,
-    help="Every part as local processes on loopback (the default).",
+    help="Every part as local processes on loopback (quick; no root, no lab hosts).",
 )
 @click.option(
     "--lab",
     "mode",
     flag_value="lab",
-    help="Lab hosts (systemd-nspawn, root) converged by site.yml; stays up until `ccc-demo stop`.",
+    default=True,
+    help="Lab hosts (systemd-nspawn, root) converged by site.yml; stays up until `ccc-demo stop` "
+    "(the default).",
 )
 @click.option("--exit", "exit_after", is_flag=True, help="Stop everything after the summary.")
 @click.option("--timeout", default=300, show_default=True, help="Seconds to wait for the PRs.")
