@@ -85,6 +85,31 @@ BROKEN_THEN_FIXED = {
     ],
 }
 
+NEVER_FIXED = {
+    "name": "never-fixed",
+    "match": {"prompt": "(?i)add a quarter function"},
+    "turns": [
+        [
+            edit(
+                "str_replace",
+                "widgets/__init__.py",
+                old_str=ORIGINAL,
+                new_str=ORIGINAL + "\n\ndef quarter(x):\n    return x / 3\n",
+            )
+        ],
+        [
+            edit(
+                "create",
+                "tests/test_quarter.py",
+                file_text="from widgets import quarter\n\n\ndef test_quarter():\n"
+                "    assert quarter(8) == 2\n",
+            )
+        ],
+        "Added quarter().",
+    ],
+    "final": "I could not find the cause.",
+}
+
 KEEPS_EDITING = {
     "name": "keeps-editing",
     "match": {"prompt": "(?i)endless refactor"},
@@ -174,6 +199,19 @@ def test_failing_tests_go_back_to_the_model_and_get_fixed(cluster_factory):
         assert "tests failed; fixing" in [h["reason"] for h in task["history"]]
         assert task["result"]["tests"]["failed"] == 0
         assert not pr_for(cluster, task).draft
+
+
+def test_tests_that_stay_red_give_a_draft_pull_request_that_says_so(cluster_factory):
+    with cluster_factory([NEVER_FIXED]) as cluster:
+        cluster.agent()
+        number = cluster.label_issue("Add a quarter function", "quarter(x) returns x / 4")
+        task = cluster.wait_for(number)
+        assert task["state"] == "completed", task
+        assert [h["to"] for h in task["history"]].count("testing") == 3  # two fix rounds
+        assert task["result"]["tests"]["failed"] == 1
+        pr = pr_for(cluster, task)
+        assert pr.draft
+        assert "failed" in pr.body and "draft until they pass" in pr.body
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,48 @@
+"""The agent's configuration: a bad value fails at start, naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent_app.config import AgentConfig
+from coordinator_app.exceptions import ConfigError
+
+REQUIRED = {"agent_key": "ccca_k", "anthropic_api_key": "sk-ant-k", "github_token": "ghp_k"}
+
+
+def test_file_then_environment(tmp_path):
+    file = tmp_path / "agent.toml"
+    file.write_text(
+        'name = "lab2"\nspecialties = ["backend", "general"]\nmax_tasks = 2\n'
+        'agent_key = "ccca_k"\nanthropic_api_key = "sk-ant-k"\ngithub_token = "ghp_k"\n'
+        "[limits]\nmax_turns = 9\n"
+    )
+    config = AgentConfig.load(file, environ={"CLAUDE_AGENT_MAX_TASKS": "4"})
+    assert (config.name, config.max_tasks, config.limits.max_turns) == ("lab2", 4, 9)
+    assert config.specialties == ["backend", "general"]
+    assert set(config.secrets) == set(REQUIRED.values())
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"specialties": ["astrology"]}, "specialties"),
+        ({"agent_key": ""}, "agent_key is required"),
+        ({"max_tasks": 0}, "max_tasks must be between"),
+        ({"sandbox": "docker"}, "sandbox must be"),
+        ({"coordinator_url": "ftp://x"}, "coordinator_url must be"),
+        ({"limits": {"max_turns": "lots"}}, "setting limits.max_turns"),
+        ({"prices": {"opus": {"input": 1}}}, "prices.opus"),
+        ({"heartbeat_secs": 3}, "unknown setting(s): heartbeat_secs"),
+    ],
+)
+def test_bad_settings_name_the_field(values, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        AgentConfig.load(None, environ={}, **{**REQUIRED, **values})
+
+
+def test_prices_by_model_family():
+    config = AgentConfig.load(None, environ={}, **REQUIRED)
+    assert config.price("claude-sonnet-4-6").output == 15.0
+    assert config.price("claude-haiku-4-5").input == 1.0
+    assert config.price("some-new-model").output == 75.0  # unknown: the dearest, not free
