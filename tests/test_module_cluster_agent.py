@@ -3,52 +3,21 @@ then against a real coordinator over a socket, run twice: changed, then not chan
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import io
 import json
 import re
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible.module_utils import basic
 from werkzeug.security import generate_password_hash
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.ansible_modules import load, run_module
+
 PASSWORD = "correct horse battery staple"
 URL = "https://coordinator.test:8443"
 
 
-def load(name: str, path: Path):
-    """Import a module file under ``name`` (module_utils as Ansible names them)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-cluster_api = load("ansible.module_utils.cluster_api", ROOT / "module_utils/cluster_api.py")
-cluster_agent = load("ccc_library_cluster_agent", ROOT / "library/cluster_agent.py")
-
-
-def run_module(module, args: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
-    """Run an Ansible module in-process; its exit (or failure) JSON as a dict."""
-    payload = {"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check_mode}}
-    payload["ANSIBLE_MODULE_ARGS"]["_ansible_diff"] = True
-    stdout = io.StringIO()
-    old = basic._ANSIBLE_ARGS, basic._ANSIBLE_PROFILE
-    basic._ANSIBLE_ARGS, basic._ANSIBLE_PROFILE = json.dumps(payload).encode(), "legacy"
-    try:
-        with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit):
-            module.main()
-    finally:
-        basic._ANSIBLE_ARGS, basic._ANSIBLE_PROFILE = old
-    return json.loads(stdout.getvalue())
+cluster_api = load("ansible.module_utils.cluster_api", "module_utils/cluster_api.py")
+cluster_agent = load("ccc_library_cluster_agent", "library/cluster_agent.py")
 
 
 class FakeCoordinator:

@@ -3,26 +3,17 @@ report changed only when the file changes, and check mode writes nothing."""
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import importlib.util
-import io
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from ansible.module_utils import basic
 
-ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location(
-    "ccc_library_cluster_inventory", ROOT / "library/cluster_inventory.py"
-)
-cluster_inventory = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = cluster_inventory
-spec.loader.exec_module(cluster_inventory)
+from tests.ansible_modules import ROOT, load
+from tests.ansible_modules import run_module as run_ansible_module
+
+cluster_inventory = load("ccc_library_cluster_inventory", "library/cluster_inventory.py")
 
 EXAMPLE = ROOT / "inventory/production.example/hosts.yml"
 LAB = """\
@@ -63,18 +54,8 @@ spare:
 
 
 def run_module(args: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
-    """Run the module in-process; its exit (or failure) JSON as a dict."""
-    payload = {"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check_mode}}
-    payload["ANSIBLE_MODULE_ARGS"]["_ansible_diff"] = True
-    stdout = io.StringIO()
-    old = basic._ANSIBLE_ARGS, basic._ANSIBLE_PROFILE
-    basic._ANSIBLE_ARGS, basic._ANSIBLE_PROFILE = json.dumps(payload).encode(), "legacy"
-    try:
-        with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit):
-            cluster_inventory.main()
-    finally:
-        basic._ANSIBLE_ARGS, basic._ANSIBLE_PROFILE = old
-    return json.loads(stdout.getvalue())
+    """Run cluster_inventory in-process; its exit (or failure) JSON as a dict."""
+    return run_ansible_module(cluster_inventory, args, check_mode)
 
 
 @pytest.fixture

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-from tests.test_module_cluster_agent import PASSWORD, URL, FakeCoordinator, cluster_api, run_module
+from tests.ansible_modules import load, run_module
+from tests.test_module_cluster_agent import PASSWORD, URL, FakeCoordinator, cluster_api
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load(name: str, path: Path):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-cluster_scaling = load(
-    "ansible.module_utils.cluster_scaling", ROOT / "module_utils/cluster_scaling.py"
-)
+cluster_scaling = load("ansible.module_utils.cluster_scaling", "module_utils/cluster_scaling.py")
 cluster_scaling_facts = load(
-    "ccc_library_cluster_scaling_facts", ROOT / "library/cluster_scaling_facts.py"
+    "ccc_library_cluster_scaling_facts", "library/cluster_scaling_facts.py"
 )
 
 
