@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import redis
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
@@ -54,7 +55,7 @@ def overview():
     states = agents.states_by_agent(session, ccc.config, utcnow())
     try:
         depth = ccc.queues.depth()
-    except Exception:  # the page stays useful when Redis is down
+    except redis.RedisError:  # the page stays useful when Redis is down
         depth = None
     return render_template(
         "admin/overview.html",
