@@ -84,6 +84,8 @@ class LabCluster(DemoCluster):
     hook_id: int = 0
     # Seconds each phase of start() took ("lab", "site.yml", "simulators").
     phases: dict[str, float] = field(default_factory=dict)
+    # Hosts site.yml converges (--limit), e.g. to leave a spare host fresh; None: all of them.
+    limit: str | None = None
 
     @property
     def directory(self) -> Path:
@@ -165,18 +167,27 @@ class LabCluster(DemoCluster):
             "agent_start_service": True,
         }
 
+    @property
+    def extra_vars_file(self) -> Path:
+        """The owner-only file of extra vars converge() writes and run() passes again."""
+        return self.directory / "extra-vars.json"
+
     def converge(self, claude_key: str) -> None:
         """Run site.yml on the lab hosts (extra vars from an owner-only file, not argv)."""
-        extra = self.directory / "extra-vars.json"
-        extra.write_text(json.dumps(self.extra_vars(claude_key)))
-        extra.chmod(0o600)
-        run_playbook(
-            SITE,
-            [self.config.inventory_path, SHARED_INVENTORY],
-            extra,
-            self.directory / "site.log",
-            self.echo,
-        )
+        write_private(self.extra_vars_file, self.extra_vars(claude_key))
+        self.run(SITE, limit=self.limit)
+
+    def run(self, playbook: Path, extra_vars: dict | None = None, limit: str | None = None) -> Path:
+        """Run ``playbook`` on the converged lab as site.yml ran (same inventories and extra
+        vars, ``extra_vars`` on top); returns its log (raises ServiceError when it fails)."""
+        files = [self.extra_vars_file]
+        if extra_vars:
+            files.append(self.directory / f"{playbook.stem}-vars.json")
+            write_private(files[-1], extra_vars)
+        log = self.directory / f"{playbook.stem}.log"
+        inventories = [self.config.inventory_path, SHARED_INVENTORY]
+        run_playbook(playbook, inventories, files, log, self.echo, limit)
+        return log
 
     def _start_simulators(self, bridge: str, claude_key: str) -> None:
         ccc_sim = str(Path(sys.executable).parent / "ccc-sim")
@@ -247,12 +258,23 @@ def stop(config: LabConfig, echo=print) -> None:
         Lab(config, progress=echo).destroy()
 
 
-def run_playbook(playbook: Path, inventories: list[Path], extra: Path, log: Path, echo) -> None:
+def run_playbook(
+    playbook: Path,
+    inventories: list[Path],
+    extra: Path | list[Path],
+    log: Path,
+    echo,
+    limit: str | None = None,
+) -> None:
     """ansible-playbook with the venv's Ansible; echoes the plays, raises with the log's tail."""
     bin_dir = Path(sys.executable).parent
-    argv = [str(bin_dir / "ansible-playbook"), "-e", f"@{extra}", str(playbook)]
-    for inventory in reversed(inventories):
-        argv[1:1] = ["-i", str(inventory)]
+    argv = [str(bin_dir / "ansible-playbook")]
+    for inventory in inventories:
+        argv += ["-i", str(inventory)]
+    for path in extra if isinstance(extra, list) else [extra]:
+        argv += ["-e", f"@{path}"]
+    argv += ["--limit", limit] if limit else []
+    argv.append(str(playbook))
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "ANSIBLE_NOCOLOR": "1"}
     tail: deque[str] = deque(maxlen=40)
     with (
@@ -272,6 +294,13 @@ def run_playbook(playbook: Path, inventories: list[Path], extra: Path, log: Path
             f"{playbook.name} failed (exit {process.returncode}); its log: {log}\n"
             + "\n".join(tail)
         )
+
+
+def write_private(path: Path, values: dict) -> None:
+    """Write ``values`` as JSON to an owner-only file (extra vars carry secrets)."""
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(json.dumps(values))
 
 
 def start_background(name: str, argv: list[str], directory: Path) -> int:

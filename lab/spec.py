@@ -25,7 +25,7 @@ _DEFAULT_ROTATION = ("backend", "frontend", "testing", "devops")
 
 @dataclass(frozen=True)
 class HostSpec:
-    """One host of a lab spec."""
+    """One host of a lab spec (no roles: a spare host, in the inventory but in no group)."""
 
     name: str
     roles: tuple[str, ...]
@@ -101,12 +101,16 @@ def _parse_host(entry: Any) -> HostSpec:
             f"host name {name!r}: use 1-12 of a-z, 0-9, '-', starting with a letter "
             "(the veth vb-NAME must fit 15 characters)"
         )
-    roles = entry.pop("roles", [])
+    roles = entry.pop("roles", None)
     if isinstance(roles, str):
         roles = [roles]
-    unknown = [role for role in roles if role not in ROLES]
-    if unknown or not roles:
-        raise SpecError(f"host {name}: roles must be some of {', '.join(ROLES)}, got {roles}")
+    # `roles: []` is a spare host: booted and in the inventory, in no group (add_agent.yml).
+    unknown = [role for role in roles or () if role not in ROLES]
+    if unknown or not isinstance(roles, list):
+        raise SpecError(
+            f"host {name}: roles must be some of {', '.join(ROLES)} ([] for a spare host), "
+            f"got {roles}"
+        )
     address = entry.pop("address", None)
     specialties = entry.get("agent_specialties")
     if specialties is not None and (
@@ -116,8 +120,8 @@ def _parse_host(entry: Any) -> HostSpec:
     max_tasks = entry.get("agent_max_tasks")
     if max_tasks is not None and (not isinstance(max_tasks, int) or max_tasks < 1):
         raise SpecError(f"host {name}: agent_max_tasks must be a positive integer")
-    if (specialties or max_tasks) and "agents" not in roles:
-        raise SpecError(f"host {name}: agent_* settings need the `agents` role")
+    if (specialties or max_tasks) and roles and "agents" not in roles:
+        raise SpecError(f"host {name}: agent_* settings need the `agents` role (or no roles)")
     return HostSpec(name, tuple(roles), str(address) if address else None, entry)
 
 
