@@ -26,6 +26,7 @@ def create_app(
     ``gateway`` replaces the GitHub gateway (tests pass one bound to the simulator).
     """
     from coordinator_app import admin, api, db, errors, health, metrics, webhooks
+    from coordinator_app.autoscaler import Autoscaler
     from coordinator_app.github_gateway import GitHubGateway
     from coordinator_app.processor import Processor
     from coordinator_app.queues import TaskQueues
@@ -49,8 +50,11 @@ def create_app(
     client = redis.Redis.from_url(config.redis_url, socket_timeout=10, health_check_interval=30)
     queues = TaskQueues(client)
     gateway = gateway or GitHubGateway(config.github_api_url, config.github_token)
-    processor = Processor(database, config, queues, gateway)
-    app.extensions["ccc"] = Services(config, database, client, queues, gateway, processor)
+    autoscaler = Autoscaler(database, config.autoscale)
+    processor = Processor(database, config, queues, gateway, autoscaler=autoscaler)
+    app.extensions["ccc"] = Services(
+        config, database, client, queues, gateway, processor, autoscaler
+    )
 
     errors.register_error_handlers(app)
     metrics.init_app(app)

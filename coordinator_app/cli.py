@@ -1,4 +1,4 @@
-"""`ccc`: the coordinator's command line (migrations, admins, agent keys, GitHub sync, worker)."""
+"""`ccc`: the coordinator's command line (migrations, admins, agents, GitHub sync, scaling)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
 from coordinator_app import agents as registry
-from coordinator_app import audit, migrate
+from coordinator_app import audit, autoscaler, migrate, scaling
+from coordinator_app.autoscaler import Autoscaler
 from coordinator_app.config import SPECIALTIES, CoordinatorConfig
 from coordinator_app.db import Database
 from coordinator_app.exceptions import CoordinatorError
-from coordinator_app.models import AdminUser
+from coordinator_app.models import AdminUser, ScalingRun, utcnow
 
 
 def _config(ctx: click.Context) -> CoordinatorConfig:
@@ -144,6 +145,90 @@ def process(ctx: click.Context, interval: float) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         stopped.wait()
     processor.stop()
+
+
+@main.group()
+def scale() -> None:
+    """Autoscaling: the decision, and running playbooks/autoscale.yml from the coordinator."""
+
+
+@scale.command("plan")
+@click.pass_context
+def scale_plan(ctx: click.Context) -> None:
+    """Print the current decision: desired, live and delta agents per specialty."""
+    config = _config(ctx)
+    with _session(ctx) as session:
+        now = utcnow()
+        decisions = scaling.decide(
+            scaling.read_queues(session, now),
+            scaling.read_agents(session, config, now),
+            config.scaling,
+        )
+    for name, decision in decisions.items():
+        click.echo(f"{name}: {json.dumps(decision.as_json(), sort_keys=True)}")
+
+
+@scale.command("run")
+@click.pass_context
+def scale_run(ctx: click.Context) -> None:
+    """Run the autoscale playbook now, showing its output; exits 1 unless it succeeded."""
+    config = _config(ctx)
+    database = Database(config.database_url)
+    try:
+        run_id = Autoscaler(database, config.autoscale).run("cli", _operator(), echo=click.echo)
+        with database.session() as session:
+            run = session.get(ScalingRun, run_id)
+            status, error = run.status, run.error
+    except CoordinatorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        database.dispose()
+    click.echo(f"scaling run {run_id}: {status}")
+    if status != "successful":
+        raise click.ClickException(error or status)
+
+
+@scale.command("enable")
+@click.pass_context
+def scale_enable(ctx: click.Context) -> None:
+    """Let the coordinator run the playbook every autoscale.interval_seconds."""
+    with _session(ctx) as session:
+        autoscaler.set_enabled(session, True, _operator())
+    click.echo("autoscaling enabled")
+
+
+@scale.command("disable")
+@click.pass_context
+def scale_disable(ctx: click.Context) -> None:
+    """Stop scheduled runs (a run in progress finishes)."""
+    with _session(ctx) as session:
+        autoscaler.set_enabled(session, False, _operator())
+    click.echo("autoscaling disabled")
+
+
+@scale.command("status")
+@click.option("--runs", default=10, show_default=True, help="How many recent runs to list.")
+@click.pass_context
+def scale_status(ctx: click.Context, runs: int) -> None:
+    """Whether autoscaling is enabled and can run here, and the recent runs."""
+    config = _config(ctx)
+    reason = autoscaler.unavailable_reason(config.autoscale)
+    with _session(ctx) as session:
+        enabled = autoscaler.is_enabled(session)
+        recent = session.scalars(select(ScalingRun).order_by(ScalingRun.id.desc()).limit(runs))
+        click.echo(f"autoscaling {'enabled' if enabled else 'disabled'}")
+        click.echo(f"runs here: {'yes' if reason is None else 'no, ' + reason}")
+        for run in recent:
+            moves = [f"+{h}" for h in run.scale_up] + [f"-{h}" for h in run.scale_down]
+            click.echo(
+                f"#{run.id} {run.started_at:%Y-%m-%d %H:%M:%S} {run.trigger} by "
+                f"{run.requested_by}: {run.status} {' '.join(moves) or '(no moves)'}"
+            )
+
+
+def _operator() -> str:
+    """Who runs the command, for the audit log and the run's record."""
+    return f"cli:{os.environ.get('SUDO_USER') or os.environ.get('USER') or os.getuid()}"
 
 
 def _app(ctx: click.Context):

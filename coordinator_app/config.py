@@ -44,6 +44,27 @@ class Scaling:
 
 
 @dataclass
+class Autoscale:
+    """The coordinator running playbooks/autoscale.yml itself (ansible-runner), once enabled.
+
+    Needs the cluster's Ansible project and inventory on the coordinator host, and SSH access
+    from it to the agent and spare hosts; an admin turns it on in the admin pages or with
+    `ccc scale enable`.
+    """
+
+    project_dir: str = ""  # playbooks/, roles/, library/, ansible.cfg; empty: not set up here
+    inventory: str = ""  # the inventory the playbook reads and edits (file or directory)
+    playbook: str = "playbooks/autoscale.yml"  # relative to project_dir
+    # Variables for the playbook (coordinator_admin_password, ...): an owner-only YAML file,
+    # passed as -e @FILE so the secrets are neither copied nor shown.
+    extra_vars_file: str = ""
+    data_dir: str = "/var/lib/claude-coordinator/autoscale"  # ansible-runner's working dirs
+    interval_seconds: int = 300  # between scheduled runs while enabled
+    timeout_seconds: int = 3600  # a run still going after this is stopped
+    keep_runs: int = 200  # older runs and their events are deleted
+
+
+@dataclass
 class CoordinatorConfig:
     """Every coordinator setting; each field can be set in the file or as CCC_<FIELD>."""
 
@@ -75,6 +96,8 @@ class CoordinatorConfig:
     budget: Budget = field(default_factory=Budget)
     # Autoscaling decision ([scaling] table); the scaling playbook acts on it.
     scaling: Scaling = field(default_factory=Scaling)
+    # Running the scaling playbook from the coordinator ([autoscale] table).
+    autoscale: Autoscale = field(default_factory=Autoscale)
     # Liveness.
     lease_seconds: int = 90  # a claimed task is handed back when its lease is not renewed
     heartbeat_seconds: int = 15  # what agents are told to use

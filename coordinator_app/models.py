@@ -220,3 +220,68 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(String(120), default="")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     remote_addr: Mapped[str | None] = mapped_column(String(64))
+
+
+class Setting(Base):
+    """A cluster setting an admin changes at run time (e.g. whether autoscaling runs)."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSONB)
+    updated_by: Mapped[str] = mapped_column(String(120))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ScalingRun(Base):
+    """One run of the autoscale playbook through ansible-runner: why, what it did, how it ended."""
+
+    __tablename__ = "scaling_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trigger: Mapped[str] = mapped_column(String(20))  # "schedule", "admin" or "cli"
+    requested_by: Mapped[str] = mapped_column(String(120))
+    # running, then successful, failed, timeout, canceled, error or lost (the process died).
+    status: Mapped[str] = mapped_column(String(20), default="running", index=True)
+    rc: Mapped[int | None] = mapped_column(Integer)
+    # The plan the playbook read from GET /api/v1/scaling.
+    scale_up: Mapped[list[str]] = mapped_column(ARRAY(String(200)), default=list)
+    scale_down: Mapped[list[str]] = mapped_column(ARRAY(String(200)), default=list)
+    reasons: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    stats: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the play recap, per host
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[datetime | None]
+
+    events: Mapped[list[ScalingEvent]] = relationship(
+        back_populates="run", order_by="ScalingEvent.seq", cascade="all, delete-orphan"
+    )
+
+    @property
+    def recap(self) -> list[tuple[str, dict[str, int]]]:
+        """The play recap per host: ok, changed, failures, dark (unreachable), skipped."""
+        columns = ("ok", "changed", "failures", "dark", "skipped")
+        hosts = sorted({host for c in columns for host in self.stats.get(c) or {}})
+        return [(h, {c: (self.stats.get(c) or {}).get(h, 0) for c in columns}) for h in hosts]
+
+
+class ScalingEvent(Base):
+    """One Ansible event of a scaling run (play, task result, recap), as ansible-runner saw it."""
+
+    __tablename__ = "scaling_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("scaling_runs.id", ondelete="CASCADE"), index=True
+    )
+    seq: Mapped[int] = mapped_column(Integer)  # ansible-runner's event counter
+    event: Mapped[str] = mapped_column(String(60))
+    host: Mapped[str | None] = mapped_column(String(200))
+    play: Mapped[str | None] = mapped_column(Text)
+    task: Mapped[str | None] = mapped_column(Text)
+    changed: Mapped[bool] = mapped_column(default=False)
+    failed: Mapped[bool] = mapped_column(default=False)
+    stdout: Mapped[str] = mapped_column(Text, default="")  # as displayed: no_log results hidden
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    run: Mapped[ScalingRun] = relationship(back_populates="events")

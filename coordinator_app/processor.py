@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from coordinator_app import agents, tasks
+from coordinator_app.autoscaler import Autoscaler
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.db import Database
 from coordinator_app.github_gateway import GitHubGateway, send_outbox
@@ -56,9 +57,12 @@ class Processor:
         queues: TaskQueues,
         gateway: GitHubGateway,
         clock: Callable[[], datetime] = utcnow,
+        autoscaler: Autoscaler | None = None,
     ) -> None:
         self.database, self.config, self.queues, self.gateway = database, config, queues, gateway
         self.clock = clock
+        self.autoscaler = autoscaler
+        self._last_autoscale_look = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -80,6 +84,7 @@ class Processor:
             ("offered", self.offer_queued),
             ("outbox", self.send_outbox),
             ("polled", self.poll_if_due),
+            ("autoscaled", self.autoscale_if_due),
         ):
             try:
                 counts[name] = step()
@@ -251,6 +256,13 @@ class Processor:
                 logger.debug("Poll %s#%s: %s", repository, issue["number"], outcome)
         return created
 
+    def autoscale_if_due(self) -> int:
+        """Start a scheduled scaling run (in its own thread) when enabled and due."""
+        if self.autoscaler is None or time.monotonic() - self._last_autoscale_look < 10:
+            return 0
+        self._last_autoscale_look = time.monotonic()
+        return int(self.autoscaler.start_if_due(self.clock()) is not None)
+
     # Loop -----------------------------------------------------------------------------------
 
     def start(self, interval: float = 1.0) -> None:
@@ -265,6 +277,8 @@ class Processor:
         self._wake.set()
         if self._thread:
             self._thread.join(10)
+        if self.autoscaler:
+            self.autoscaler.stop()
 
     def _loop(self, interval: float) -> None:
         while not self._stop.is_set():

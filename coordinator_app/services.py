@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import redis
 from flask import current_app
 
+from coordinator_app.autoscaler import Autoscaler
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.db import Database
 from coordinator_app.github_gateway import GitHubGateway
@@ -24,6 +25,7 @@ class Services:
     queues: TaskQueues
     gateway: GitHubGateway
     processor: Processor
+    autoscaler: Autoscaler
 
 
 def services() -> Services:

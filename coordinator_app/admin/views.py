@@ -1,4 +1,5 @@
-"""The admin views: read pages and the few actions an operator needs (cancel, retry, drain)."""
+"""The admin views: read pages and the few actions an operator needs (cancel, retry, drain,
+autoscaling)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,19 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash
 
-from coordinator_app import agents, audit, tasks
+from coordinator_app import agents, audit, autoscaler, scaling, tasks
 from coordinator_app.admin import bp
 from coordinator_app.db import get_session
 from coordinator_app.exceptions import CoordinatorError
-from coordinator_app.models import AdminUser, Agent, AuditEntry, ProgressEvent, Task, utcnow
+from coordinator_app.models import (
+    AdminUser,
+    Agent,
+    AuditEntry,
+    ProgressEvent,
+    ScalingRun,
+    Task,
+    utcnow,
+)
 from coordinator_app.services import services
 from coordinator_app.states import TaskState
 
@@ -145,3 +154,58 @@ def agent_action(agent_id: int, action: str):
 def audit_log():
     entries = get_session().scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(200))
     return render_template("admin/audit.html", entries=entries)
+
+
+@bp.get("/scaling")
+@login_required
+def scaling_page():
+    session = get_session()
+    ccc = services()
+    now = utcnow()
+    decisions = scaling.decide(
+        scaling.read_queues(session, now),
+        scaling.read_agents(session, ccc.config, now),
+        ccc.config.scaling,
+    )
+    runs = session.scalars(select(ScalingRun).order_by(ScalingRun.id.desc()).limit(PAGE_SIZE))
+    return render_template(
+        "admin/scaling.html",
+        enabled=autoscaler.is_enabled(session),
+        unavailable=ccc.autoscaler.unavailable_reason(),
+        settings=ccc.config.autoscale,
+        decisions=decisions,
+        runs=runs,
+    )
+
+
+@bp.post("/scaling/<any(enable, disable):action>")
+@login_required
+def scaling_toggle(action: str):
+    session = get_session()
+    autoscaler.set_enabled(session, action == "enable", f"admin:{current_user.username}")
+    session.commit()
+    flash(f"Autoscaling {action}d.")
+    return redirect(url_for("admin.scaling_page"))
+
+
+@bp.post("/scaling/run")
+@login_required
+def scaling_run_now():
+    actor = f"admin:{current_user.username}"
+    try:
+        run_id = services().autoscaler.start("admin", actor)
+    except CoordinatorError as exc:
+        flash(f"Cannot start a scaling run: {exc}")
+        return redirect(url_for("admin.scaling_page"))
+    session = get_session()
+    audit.record(session, actor, "autoscale.run", str(run_id))
+    session.commit()
+    flash(f"Scaling run {run_id} started.")
+    return redirect(url_for("admin.scaling_run", run_id=run_id))
+
+
+@bp.get("/scaling/runs/<int:run_id>")
+@login_required
+def scaling_run(run_id: int):
+    run = get_session().get(ScalingRun, run_id) or abort(404)
+    return render_template("admin/scaling_run.html", run=run)
