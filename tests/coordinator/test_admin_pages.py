@@ -136,3 +136,28 @@ def test_login_redirect_stays_on_this_site(server, admin_user):
     )
     assert answer.headers["Location"].endswith("/admin/")
     session.close()
+
+
+def test_operator_enables_autoscaling_and_sees_why_it_cannot_run_here(server, browser, admin_user):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server.url}/admin/login")
+    browser.find_element(By.NAME, "username").send_keys("alice")
+    browser.find_element(By.NAME, "password").send_keys(ADMIN_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    browser.find_element(By.LINK_TEXT, "Scaling").click()
+    assert "disabled" in browser.find_element(By.ID, "autoscale-state").text
+    # No Ansible project configured on this coordinator: it says so, and "Run now" is off.
+    assert (
+        "autoscale.project_dir is not set"
+        in browser.find_element(By.ID, "autoscale-unavailable").text
+    )
+    assert not browser.find_element(By.ID, "autoscale-run").is_enabled()
+    assert "backend" in browser.find_element(By.ID, "decision").text
+    assert "No scaling runs yet." in browser.find_element(By.ID, "runs").text
+
+    browser.find_element(By.ID, "autoscale-toggle").click()
+    wait_for_text(browser, "Autoscaling enabled.")
+    assert "enabled" in browser.find_element(By.ID, "autoscale-state").text
+    browser.find_element(By.LINK_TEXT, "Audit log").click()
+    assert "admin:alice autoscale.enable" in browser.find_element(By.ID, "audit").text
