@@ -158,12 +158,7 @@ def scale_plan(ctx: click.Context) -> None:
     """Print the current decision: desired, live and delta agents per specialty."""
     config = _config(ctx)
     with _session(ctx) as session:
-        now = utcnow()
-        decisions = scaling.decide(
-            scaling.read_queues(session, now),
-            scaling.read_agents(session, config, now),
-            config.scaling,
-        )
+        decisions, _ = scaling.current(session, config, utcnow())
     for name, decision in decisions.items():
         click.echo(f"{name}: {json.dumps(decision.as_json(), sort_keys=True)}")
 
@@ -192,18 +187,20 @@ def scale_run(ctx: click.Context) -> None:
 @click.pass_context
 def scale_enable(ctx: click.Context) -> None:
     """Let the coordinator run the playbook every autoscale.interval_seconds."""
-    with _session(ctx) as session:
-        autoscaler.set_enabled(session, True, _operator())
-    click.echo("autoscaling enabled")
+    _set_autoscale(ctx, enabled=True)
 
 
 @scale.command("disable")
 @click.pass_context
 def scale_disable(ctx: click.Context) -> None:
     """Stop scheduled runs (a run in progress finishes)."""
+    _set_autoscale(ctx, enabled=False)
+
+
+def _set_autoscale(ctx: click.Context, enabled: bool) -> None:
     with _session(ctx) as session:
-        autoscaler.set_enabled(session, False, _operator())
-    click.echo("autoscaling disabled")
+        autoscaler.set_enabled(session, enabled, _operator())
+    click.echo(f"autoscaling {'enabled' if enabled else 'disabled'}")
 
 
 @scale.command("status")

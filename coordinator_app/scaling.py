@@ -137,6 +137,14 @@ def decide(
     return decisions
 
 
+def current(
+    session: Session, config: CoordinatorConfig, now: datetime
+) -> tuple[dict[str, SpecialtyDecision], list[AgentLoad]]:
+    """The decision from what PostgreSQL says at ``now``, and the agents it saw."""
+    agents = read_agents(session, config, now)
+    return decide(read_queues(session, now), agents, config.scaling), agents
+
+
 def read_queues(session: Session, now: datetime) -> dict[str, QueueStats]:
     """Queued tasks per specialty and the longest wait, from PostgreSQL (the truth)."""
     entered = (

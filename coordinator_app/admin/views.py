@@ -161,12 +161,7 @@ def audit_log():
 def scaling_page():
     session = get_session()
     ccc = services()
-    now = utcnow()
-    decisions = scaling.decide(
-        scaling.read_queues(session, now),
-        scaling.read_agents(session, ccc.config, now),
-        ccc.config.scaling,
-    )
+    decisions, _ = scaling.current(session, ccc.config, utcnow())
     runs = session.scalars(select(ScalingRun).order_by(ScalingRun.id.desc()).limit(PAGE_SIZE))
     return render_template(
         "admin/scaling.html",

@@ -18,8 +18,7 @@ def scaling_decision():
     session = get_session()
     config = services().config
     now = utcnow()
-    agents = scaling.read_agents(session, config, now)
-    decisions = scaling.decide(scaling.read_queues(session, now), agents, config.scaling)
+    decisions, agents = scaling.current(session, config, now)
     return {
         "generated_at": iso(now),
         "target_load": config.scaling.target_load,
