@@ -68,6 +68,8 @@ class Timing:
 
     lease_seconds: int = 15
     heartbeat_seconds: int = 3
+    # Agents' warm-stop grace for running tasks (stop_timeout_seconds); None: theirs (90 s).
+    stop_seconds: int | None = None
 
 
 @dataclass(kw_only=True)
@@ -149,6 +151,9 @@ class LabCluster(DemoCluster):
     def extra_vars(self, claude_key: str) -> dict:
         """The site-specific settings site.yml gets on top of the lab's group_vars."""
         api = f"{self.urls['github']}/api/v3"
+        agent_settings: dict = {"heartbeat_seconds": self.timing.heartbeat_seconds}
+        if self.timing.stop_seconds is not None:
+            agent_settings["stop_timeout_seconds"] = self.timing.stop_seconds
         return {
             "control_node_ca_dir": str(CA_DIR),
             "coordinator_github_api_url": api,
@@ -162,7 +167,7 @@ class LabCluster(DemoCluster):
             "agent_anthropic_api_key": claude_key,
             "agent_github_api_url": api,
             "agent_github_token": self.tokens[BOT],
-            "agent_settings": {"heartbeat_seconds": self.timing.heartbeat_seconds},
+            "agent_settings": agent_settings,
             "agent_packages": AGENT_PACKAGES,
             "agent_start_service": True,
         }
