@@ -82,7 +82,7 @@ def unavailable_reason(settings: Autoscale) -> str | None:
     try:
         import ansible_runner  # noqa: F401
     except ImportError:
-        return "ansible-runner is not installed here (install the `control` extra)"
+        return "ansible-runner is not installed here (install the `scaling` extra)"
     return None
 
 
@@ -254,6 +254,9 @@ class Autoscaler:
             envvars={
                 "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
                 "ANSIBLE_NOCOLOR": "1",
+                # Ansible's temporary files and SSH control sockets: the service user's home
+                # is not writable, its state directory is.
+                "ANSIBLE_HOME": str(Path(s.data_dir, "ansible-home")),
                 "ANSIBLE_CONFIG": str(Path(s.project_dir, "ansible.cfg")),
             },
             event_handler=EventRecorder(self.database, run_id, echo),

@@ -109,7 +109,9 @@ def _pip(argv: list[str]) -> None:
         raise SystemExit(f"pip {argv[0]} failed:\n{done.stdout}{done.stderr}")
 
 
-def build(project: Path, wheelhouse: Path, python_version: str, platform: str) -> None:
+def build(
+    project: Path, wheelhouse: Path, python_version: str, platform: str, extras: list[str]
+) -> None:
     """Wheel the project, download its dependencies for the hosts' Python, swap the folder in.
 
     Dependencies are resolved for the hosts' interpreter (``python_version``, ``platform``),
@@ -128,7 +130,8 @@ def build(project: Path, wheelhouse: Path, python_version: str, platform: str) -
             argv += ["--platform", tag]
         if wheelhouse.is_dir():  # reuse what the last build fetched
             argv += ["--find-links", str(wheelhouse)]
-        _pip([*argv, str(project_wheel)])
+        wanted = f"{project_wheel}[{','.join(extras)}]" if extras else str(project_wheel)
+        _pip([*argv, wanted])
         # pip evaluates environment markers for the interpreter it runs on, not the target:
         # add what the hosts' Python needs beyond that (e.g. async-timeout below 3.11.3).
         for _ in range(10):
@@ -172,15 +175,19 @@ def main() -> int:
     parser.add_argument("--archive", type=Path, required=True)
     parser.add_argument("--python-version", default="3.11.2", help="The hosts' Python.")
     parser.add_argument("--platform", default="manylinux_2_36_x86_64", help="The hosts' glibc.")
+    parser.add_argument(
+        "--extra", action="append", default=[], help="An optional dependency group to add."
+    )
     args = parser.parse_args()
     project = args.project.resolve()
     stamp = args.archive.with_name(args.archive.name + ".source-sha256")
-    digest = hashlib.sha256(
-        f"{source_digest(project)} {args.python_version} {args.platform}".encode()
-    ).hexdigest()
+    wanted = f"{source_digest(project)} {args.python_version} {args.platform}"
+    if args.extra:
+        wanted += f" {sorted(args.extra)}"
+    digest = hashlib.sha256(wanted.encode()).hexdigest()
     fresh = args.archive.is_file() and stamp.is_file() and stamp.read_text().strip() == digest
     if not fresh:
-        build(project, args.wheelhouse, args.python_version, args.platform)
+        build(project, args.wheelhouse, args.python_version, args.platform, sorted(args.extra))
         write_archive(args.wheelhouse, args.archive)
         stamp.write_text(digest + "\n")
     print(json.dumps({"changed": not fresh, "archive": str(args.archive), "digest": digest}))
