@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from coordinator_app import audit
@@ -100,18 +101,25 @@ class EventRecorder:
             "cluster_scaling_facts"
         ):
             plan = data.get("res") or {}
-        if stdout or plan is not None:
-            with self.database.session() as session:
-                if stdout:
-                    session.add(self._row(event, data, stdout))
-                if plan is not None:
-                    run = session.get(ScalingRun, self.run_id)
-                    run.scale_up = list(plan.get("scale_up", []))
-                    run.scale_down = list(plan.get("scale_down", []))
-                    run.reasons = list(plan.get("reasons", []))
+        try:
+            self._store(event, data, stdout, plan)
+        except SQLAlchemyError as exc:  # the playbook goes on; ansible-runner keeps the event
+            logger.warning("Scaling run %s: event not recorded: %s", self.run_id, exc)
         if stdout and self.echo:
             self.echo(stdout)
         return True  # keep the event in ansible-runner's artifacts too
+
+    def _store(self, event: dict, data: dict, stdout: str, plan: dict | None) -> None:
+        if not stdout and plan is None:
+            return
+        with self.database.session() as session:
+            if stdout:
+                session.add(self._row(event, data, stdout))
+            if plan is not None:
+                run = session.get(ScalingRun, self.run_id)
+                run.scale_up = list(plan.get("scale_up", []))
+                run.scale_down = list(plan.get("scale_down", []))
+                run.reasons = list(plan.get("reasons", []))
 
     def _row(self, event: dict[str, Any], data: dict[str, Any], stdout: str) -> ScalingEvent:
         name = event.get("event", "")
