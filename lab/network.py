@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,8 +21,14 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["BRIDGE_ADDRESS", "Bridge", "Proxy", "bridge_address"]
 
-# pip inside hosts tunnels (CONNECT) through the proxy to exactly these, nothing else.
-PYPI_PASSTHROUGH = r"^(pypi\.org|files\.pythonhosted\.org):443$"
+
+def package_index_passthrough() -> str:
+    """apt-cacher-ng's pattern for what pip inside hosts may tunnel to (CONNECT), nothing else:
+    the package index pip uses by default and the domain that stores its files."""
+    from pip._internal.models.index import PyPI  # pip's own names for its default index
+
+    hosts = "|".join(re.escape(host) for host in (PyPI.netloc, PyPI.file_storage_domain))
+    return f"^({hosts}):443$"
 
 
 def bridge_address(config: LabConfig | None = None) -> str:
@@ -124,7 +131,7 @@ class Proxy:
             "ForeGround: 1",
             # Only the mirrors below are proxied: hosts cannot use it to reach arbitrary sites.
             "ForceManaged: 1",
-            f"PassThroughPattern: {PYPI_PASSTHROUGH}",
+            f"PassThroughPattern: {package_index_passthrough()}",
             "ExThreshold: 4",
         ]
         lines += [f"Remap-lab{i}: {uri} ; {uri}" for i, uri in enumerate(mirrors)]

@@ -86,13 +86,15 @@ def test_apt_update_through_the_proxy(lab: LabSession):
     assert f"{lab.config.bridge_address}" in lab.run(H1, "apt-config dump | grep -i proxy").stdout
 
 
-def test_https_to_pypi_through_the_pip_proxy(lab: LabSession):
+def test_https_to_the_package_index_through_the_pip_proxy(lab: LabSession):
     # pip.conf's proxy and the copied CA certificates: what `pip install` inside a host uses.
+    from pip._internal.models.index import PyPI
+
     script = (
         "import configparser, urllib.request as u; c = configparser.ConfigParser(); "
         "c.read('/etc/pip.conf'); p = c['global']['proxy']; "
         "o = u.build_opener(u.ProxyHandler({'https': p})); "
-        "print(o.open('https://pypi.org/simple/pip/', timeout=60).status)"
+        f"print(o.open('{PyPI.simple_url}/pip/', timeout=60).status)"
     )
     result = lab.run(H2, f'python3 -c "{script}"', timeout=90)
     assert result.stdout.strip() == "200", result.stderr
