@@ -13,7 +13,9 @@ import yaml
 from lab.config import LabConfig
 from lab.exceptions import SpecError
 
-ROLES = ("database", "redis", "coordinator", "agents")
+SERVICE_ROLES = ("database", "redis", "coordinator", "agents")
+# `spare`: a host autoscale.yml may turn into an agent (its agent_* variables say how).
+ROLES = (*SERVICE_ROLES, "spare")
 SPECIALTIES = (
     "backend", "frontend", "testing", "devops", "database", "security", "documentation", "general",
 )  # fmt: skip
@@ -54,7 +56,7 @@ def default_spec(count: int, prefix: str = "lab") -> LabSpec:
     if not NAME_PATTERN.match(f"{prefix}{count}"):
         raise SpecError(f"host prefix {prefix!r} gives invalid names like {prefix}{count}")
     if count == 1:
-        return LabSpec((HostSpec(f"{prefix}1", ROLES, vars=_agent_vars(0)),))
+        return LabSpec((HostSpec(f"{prefix}1", SERVICE_ROLES, vars=_agent_vars(0)),))
     hosts = [HostSpec(f"{prefix}1", ("database", "redis", "coordinator"))]
     hosts += [
         HostSpec(f"{prefix}{i}", ("agents",), vars=_agent_vars(i - 2)) for i in range(2, count + 1)
@@ -120,8 +122,12 @@ def _parse_host(entry: Any) -> HostSpec:
     max_tasks = entry.get("agent_max_tasks")
     if max_tasks is not None and (not isinstance(max_tasks, int) or max_tasks < 1):
         raise SpecError(f"host {name}: agent_max_tasks must be a positive integer")
-    if (specialties or max_tasks) and roles and "agents" not in roles:
-        raise SpecError(f"host {name}: agent_* settings need the `agents` role (or no roles)")
+    if "spare" in roles and len(roles) > 1:
+        raise SpecError(f"host {name}: a spare host has no other role, got {roles}")
+    if (specialties or max_tasks) and roles and not {"agents", "spare"} & set(roles):
+        raise SpecError(
+            f"host {name}: agent_* settings need the `agents` or `spare` role (or no roles)"
+        )
     return HostSpec(name, tuple(roles), str(address) if address else None, entry)
 
 

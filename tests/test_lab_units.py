@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -27,19 +28,19 @@ from lab.image import (
 )
 from lab.inventory import build_inventory, write_inventory, write_known_hosts
 from lab.network import Proxy, bridge_address
-from lab.spec import ROLES, default_spec, load_spec, parse_spec
+from lab.spec import SERVICE_ROLES, default_spec, load_spec, parse_spec
 from lab.state import HostRecord, load_all
 
 DEB822 = """\
 Types: deb
 # http://snapshot.debian.org/archive/debian/20250520T000000Z
-URIs: http://deb.debian.org/debian
+URIs: http://mirror.example/debian
 Suites: bookworm bookworm-updates
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
-URIs: http://deb.debian.org/debian-security
+URIs: http://mirror.example/debian-security
 Suites: bookworm-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
@@ -80,15 +81,15 @@ def _record(config: LabConfig, name: str, index: int, roles: list[str], **vars_)
 def test_deb822_sources_give_the_bookworm_mirror_and_skip_disabled_stanzas():
     sources = parse_deb822(DEB822)
     assert [s.uris[0] for s in sources] == [
-        "http://deb.debian.org/debian",
-        "http://deb.debian.org/debian-security",
+        "http://mirror.example/debian",
+        "http://mirror.example/debian-security",
     ]
     assert sources[0].suites == ("bookworm", "bookworm-updates")
     assert sources[0].signed_by == "/usr/share/keyrings/debian-archive-keyring.gpg"
-    assert mirror_uri(sources) == "http://deb.debian.org/debian"
+    assert mirror_uri(sources) == "http://mirror.example/debian"
     assert mirror_uris(sources) == [
-        "http://deb.debian.org/debian",
-        "http://deb.debian.org/debian-security",
+        "http://mirror.example/debian",
+        "http://mirror.example/debian-security",
     ]
 
 
@@ -116,7 +117,7 @@ def test_only_files_apt_reads_count(tmp_path: Path):
     assert [p.name for p in source_files(tmp_path)] == ["debian.sources", "extra.list"]
     uris = mirror_uris(machine_sources(tmp_path))
     assert "https://nope.example/apt" not in uris
-    assert uris[0] == "http://deb.debian.org/debian"
+    assert uris[0] == "http://mirror.example/debian"
 
 
 # -- specs ------------------------------------------------------------------------------------
@@ -125,7 +126,7 @@ def test_only_files_apt_reads_count(tmp_path: Path):
 def test_default_spec_one_host_has_every_role():
     (host,) = default_spec(1).hosts
     assert host.name == "lab1"
-    assert host.roles == ROLES
+    assert host.roles == SERVICE_ROLES
 
 
 def test_default_spec_splits_services_from_agents():
@@ -188,7 +189,10 @@ def test_spec_as_mapping_of_names():
         ({"hosts": [{"name": "a", "roles": ["web"]}]}, "roles must be"),
         ({"hosts": [{"name": "a"}]}, "roles must be"),
         ({"hosts": [{"name": "a", "roles": ["agents"]}] * 2}, "duplicate"),
-        ({"hosts": [{"name": "a", "roles": ["redis"], "agent_max_tasks": 2}]}, "agents` role"),
+        (
+            {"hosts": [{"name": "a", "roles": ["redis"], "agent_max_tasks": 2}]},
+            "`agents` or `spare` role",
+        ),
         ({"hosts": [{"name": "a", "roles": ["agents"], "agent_max_tasks": 0}]}, "positive"),
         ({"hosts": [{"name": "a", "roles": ["agents"], "agent_specialties": ["x"]}]}, "list of"),
         ({"hosts": [{"name": "a", "roles": ["agents"], "address": "10.9.9.9"}]}, "not usable"),
@@ -225,7 +229,7 @@ def test_inventory_has_every_group_connection_settings_and_agent_vars(config: La
     path = write_inventory(records, config)
     assert path == config.inventory_path
     data = yaml.safe_load(path.read_text())["all"]
-    assert set(data["children"]) == {"database", "redis", "coordinator", "agents"}
+    assert set(data["children"]) == {"database", "redis", "coordinator", "agents", "spare"}
     assert set(data["children"]["agents"]["hosts"]) == {"lab2"}
     assert set(data["children"]["database"]["hosts"]) == {"lab1"}
     assert data["hosts"]["lab1"] == {"ansible_host": "10.213.0.11"}
@@ -311,12 +315,17 @@ def test_hosts_file_names_peers_and_control(config: LabConfig):
 
 
 def test_proxy_config_binds_the_bridge_and_passes_pypi_through(config: LabConfig):
-    text = Proxy(config).render_config(["http://deb.debian.org/debian"])
+    text = Proxy(config).render_config(["http://mirror.example/debian"])
     assert "BindAddress: 10.213.0.1" in text
     assert "Port: 3142" in text
     assert "ForceManaged: 1" in text
-    assert r"PassThroughPattern: ^(pypi\.org|files\.pythonhosted\.org):443$" in text
-    assert "Remap-lab0: http://deb.debian.org/debian ; http://deb.debian.org/debian" in text
+    from pip._internal.models.index import PyPI
+
+    passthrough = next(line for line in text.splitlines() if line.startswith("PassThroughPattern"))
+    pattern = re.compile(passthrough.split(": ", 1)[1])
+    assert pattern.match(f"{PyPI.netloc}:443") and pattern.match(f"{PyPI.file_storage_domain}:443")
+    assert not pattern.match("example.com:443") and not pattern.match(f"{PyPI.netloc}:80")
+    assert "Remap-lab0: http://mirror.example/debian ; http://mirror.example/debian" in text
 
 
 def test_cgroup_hierarchies_from_a_mount_table(tmp_path: Path):
