@@ -262,9 +262,6 @@ class Autoscaler:
             envvars={
                 "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
                 "ANSIBLE_NOCOLOR": "1",
-                # Ansible's temporary files and SSH control sockets: the service user's home
-                # is not writable, its state directory is.
-                "ANSIBLE_HOME": str(Path(s.data_dir, "ansible-home")),
                 "ANSIBLE_CONFIG": str(Path(s.project_dir, "ansible.cfg")),
             },
             event_handler=EventRecorder(self.database, run_id, echo),

@@ -139,7 +139,14 @@ class Host:
         (ssh / "authorized_keys").write_text(public_key.strip() + "\n")
         (ssh / "authorized_keys").chmod(0o600)
         proxy = self.config.proxy_url
-        (etc / "apt/apt.conf.d/01ccc-lab-proxy").write_text(f'Acquire::http::Proxy "{proxy}/";\n')
+        # No pipelining through the proxy, and a timeout with retries: an apt download once
+        # hung for good on a connection apt-cacher-ng had closed.
+        (etc / "apt/apt.conf.d/01ccc-lab-proxy").write_text(
+            f'Acquire::http::Proxy "{proxy}/";\n'
+            'Acquire::http::Pipeline-Depth "0";\n'
+            'Acquire::http::Timeout "30";\n'
+            'Acquire::Retries "3";\n'
+        )
         (etc / "pip.conf").write_text(
             f"[global]\nproxy = {proxy}\ncert = /etc/ssl/certs/ca-certificates.crt\n"
         )
