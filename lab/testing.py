@@ -6,11 +6,15 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
+
+import yaml
 
 from lab import network, prereqs
 from lab.cgroups import hierarchies
@@ -138,3 +142,39 @@ def _run_lab(spec: LabSpec, config: LabConfig, progress: Progress | None) -> Ite
         finally:
             if previous in (signal.SIG_DFL, None):
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def lab_cluster(
+    scenarios: Path,
+    scripted: list[dict[str, Any]],
+    spec: LabSpec,
+    config: LabConfig,
+    cluster_class: type | None = None,
+    **fields: Any,
+) -> Iterator[Any]:
+    """A lab converged by site.yml, with the simulators running, for a test module.
+
+    The Claude simulator replays the demo's scenarios plus ``scripted`` (written to
+    ``scenarios``); ``fields`` go to the LabCluster (``timing``, ``limit``, ...). Hosts and
+    simulators are always torn down.
+    """
+    from lab.demo_cluster import SCENARIOS
+    from lab.demo_lab import LabCluster
+
+    for path in SCENARIOS.glob("*.yaml"):
+        shutil.copy(path, scenarios)
+    (scenarios / "tests.yaml").write_text(yaml.safe_dump({"scenarios": scripted}))
+    with running_lab(spec, config) as session:
+        cluster = (cluster_class or LabCluster)(
+            config=session.config,
+            spec=spec,
+            scenarios=scenarios,
+            echo=lambda message: print(f"==> {message}"),
+            **fields,
+        )
+        try:
+            cluster.provision()
+            yield cluster
+        finally:
+            cluster.stop_simulators()

@@ -17,8 +17,7 @@ import pytest
 import yaml
 
 from lab.demo_lab import SHARED_INVENTORY, LabCluster, Timing
-from lab.spec import HostSpec, LabSpec
-from lab.testing import isolated_config, running_lab, skip_reason
+from lab.testing import isolated_config, lab_cluster, skip_reason
 from tests.test_e2e_lab import (
     MEMO,
     assert_one_pull_request,
@@ -27,28 +26,10 @@ from tests.test_e2e_lab import (
     task_of,
     wait_until,
 )
+from tests.test_scaling_lab import scaling_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab]
 CCC = "/opt/claude-coordinator/venv/bin/ccc --config /etc/claude-coordinator/coordinator.toml"
-
-
-def autoscaling_spec(prefix: str) -> LabSpec:
-    """PREFIX1: services; PREFIX2: agent (backend, general); PREFIX3: in the `spare` group."""
-    return LabSpec(
-        (
-            HostSpec(f"{prefix}1", ("database", "redis", "coordinator")),
-            HostSpec(
-                f"{prefix}2",
-                ("agents",),
-                vars={"agent_specialties": ["backend", "general"], "agent_max_tasks": 1},
-            ),
-            HostSpec(
-                f"{prefix}3",
-                ("spare",),
-                vars={"agent_specialties": ["documentation", "general"], "agent_max_tasks": 1},
-            ),
-        )
-    )
 
 
 @dataclass(kw_only=True)
@@ -73,23 +54,16 @@ def cluster(tmp_path_factory):
     reason = skip_reason()
     if reason:
         pytest.skip(f"lab hosts unavailable: {reason}")
-    scenarios = tmp_path_factory.mktemp("scenarios")
-    (scenarios / "memo.yaml").write_text(yaml.safe_dump({"scenarios": [MEMO]}))
     config = isolated_config()
-    spec = autoscaling_spec(config.host_prefix)
-    with running_lab(spec, config) as session:
-        cluster = AutoscalingCluster(
-            config=session.config,
-            spec=spec,
-            scenarios=scenarios,
-            timing=Timing(lease_seconds=15, heartbeat_seconds=3, stop_seconds=5),
-            echo=lambda message: print(f"==> {message}"),
-        )
-        try:
-            cluster.provision()
-            yield cluster
-        finally:
-            cluster.stop_simulators()
+    with lab_cluster(
+        tmp_path_factory.mktemp("scenarios"),
+        [MEMO],
+        scaling_spec(config.host_prefix, spare_roles=("spare",)),
+        config,
+        cluster_class=AutoscalingCluster,
+        timing=Timing(lease_seconds=15, heartbeat_seconds=3, stop_seconds=5),
+    ) as cluster:
+        yield cluster
 
 
 @pytest.mark.timeout(1200)  # site.yml, then a scaling run that provisions a host

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -19,11 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-import yaml
 
-from lab.demo_cluster import ISSUES, REPO, SCENARIOS, task_seconds
+from lab.demo_cluster import ISSUES, REPO, task_seconds
 from lab.demo_lab import LabCluster, Timing, demo_spec
-from lab.testing import isolated_config, running_lab, skip_reason
+from lab.testing import isolated_config, lab_cluster, skip_reason
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab]
 
@@ -80,25 +78,15 @@ def cluster(tmp_path_factory):
     reason = skip_reason()
     if reason:
         pytest.skip(f"lab hosts unavailable: {reason}")
-    scenarios = tmp_path_factory.mktemp("scenarios")
-    for path in SCENARIOS.glob("*.yaml"):
-        shutil.copy(path, scenarios)
-    (scenarios / "e2e.yaml").write_text(yaml.safe_dump({"scenarios": [MEMO, REVIEW]}))
     config = isolated_config()
-    spec = demo_spec(config.host_prefix)
-    with running_lab(spec, config) as session:
-        cluster = LabCluster(
-            config=session.config,
-            spec=spec,
-            scenarios=scenarios,
-            timing=Timing(lease_seconds=15, heartbeat_seconds=3),
-            echo=lambda message: print(f"==> {message}"),
-        )
-        try:
-            cluster.provision()
-            yield cluster
-        finally:
-            cluster.stop_simulators()
+    with lab_cluster(
+        tmp_path_factory.mktemp("scenarios"),
+        [MEMO, REVIEW],
+        demo_spec(config.host_prefix),
+        config,
+        timing=Timing(lease_seconds=15, heartbeat_seconds=3),
+    ) as cluster:
+        yield cluster
 
 
 def memo(cluster: LabCluster, tag: str, pause: int) -> int:

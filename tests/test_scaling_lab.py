@@ -21,12 +21,12 @@ import pytest
 import requests
 import yaml
 
-from lab.demo_cluster import ISSUES, PROJECT, SCENARIOS
+from lab.demo_cluster import ISSUES, PROJECT
 from lab.demo_lab import LabCluster, Timing
 from lab.inventory import build_inventory
 from lab.spec import HostSpec, LabSpec, parse_spec
 from lab.state import HostRecord
-from lab.testing import isolated_config, running_lab, skip_reason
+from lab.testing import isolated_config, lab_cluster, skip_reason
 from tests.test_e2e_lab import (
     MEMO,
     agent_states,
@@ -43,8 +43,9 @@ MODULES_TWICE = PROJECT / "tests" / "playbooks" / "modules_twice.yml"
 DOCS_ISSUE = ISSUES[1]
 
 
-def scaling_spec(prefix: str) -> LabSpec:
-    """PREFIX1: services; PREFIX2: agent (backend, general); PREFIX3: spare (documentation)."""
+def scaling_spec(prefix: str, spare_roles: tuple[str, ...] = ()) -> LabSpec:
+    """PREFIX1: services; PREFIX2: agent (backend, general); PREFIX3: spare (documentation,
+    general), in no group or with ``spare_roles`` (the `spare` group)."""
     return LabSpec(
         (
             HostSpec(f"{prefix}1", ("database", "redis", "coordinator")),
@@ -55,7 +56,7 @@ def scaling_spec(prefix: str) -> LabSpec:
             ),
             HostSpec(
                 f"{prefix}3",
-                (),
+                spare_roles,
                 vars={"agent_specialties": ["documentation", "general"], "agent_max_tasks": 1},
             ),
         )
@@ -84,27 +85,17 @@ def cluster(tmp_path_factory):
     reason = skip_reason()
     if reason:
         pytest.skip(f"lab hosts unavailable: {reason}")
-    scenarios = tmp_path_factory.mktemp("scenarios")
-    for path in SCENARIOS.glob("*.yaml"):
-        shutil.copy(path, scenarios)
-    (scenarios / "scaling.yaml").write_text(yaml.safe_dump({"scenarios": [MEMO]}))
     config = isolated_config()
     prefix = config.host_prefix
-    spec = scaling_spec(prefix)
-    with running_lab(spec, config) as session:
-        cluster = LabCluster(
-            config=session.config,
-            spec=spec,
-            scenarios=scenarios,
-            timing=Timing(lease_seconds=15, heartbeat_seconds=3, stop_seconds=5),
-            echo=lambda message: print(f"==> {message}"),
-            limit=f"{prefix}1,{prefix}2",
-        )
-        try:
-            cluster.provision()
-            yield cluster
-        finally:
-            cluster.stop_simulators()
+    with lab_cluster(
+        tmp_path_factory.mktemp("scenarios"),
+        [MEMO],
+        scaling_spec(prefix),
+        config,
+        timing=Timing(lease_seconds=15, heartbeat_seconds=3, stop_seconds=5),
+        limit=f"{prefix}1,{prefix}2",
+    ) as cluster:
+        yield cluster
 
 
 def inventory_file(cluster: LabCluster) -> dict:
