@@ -18,30 +18,9 @@ description:
   - Changes nothing.
 version_added: "0.1.0"
 author: Claude Code Cluster contributors
+extends_documentation_fragment:
+  - cluster_api
 options:
-  coordinator_url:
-    description: Base URL of the coordinator, e.g. C(https://10.0.0.20:8443).
-    type: str
-    required: true
-  ca_path:
-    description: PEM file of the CA that signed the coordinator's certificate.
-    type: path
-  validate_certs:
-    description: Verify the coordinator's TLS certificate.
-    type: bool
-    default: true
-  admin_username:
-    description: Admin account the module logs in with.
-    type: str
-    default: admin
-  admin_password:
-    description: Password of O(admin_username).
-    type: str
-    required: true
-  timeout:
-    description: Seconds to wait for each HTTP answer.
-    type: float
-    default: 30
   spare_hosts:
     description: Spare hosts and the specialties each would serve (its C(agent_specialties)).
     type: dict
