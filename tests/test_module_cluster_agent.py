@@ -383,19 +383,7 @@ def test_against_a_real_coordinator(live_coordinator):
 
     # The agent holds a task: removing it without handback fails and leaves it draining;
     # with handback the coordinator queues the task again.
-    with ccc.database.session() as session:
-        task = Task(
-            repository="acme/api",
-            issue_number=1,
-            title="t",
-            requested_by="alice",
-            state="in_progress",
-            specialty="backend",
-            agent_id=first["agent"]["id"],
-        )
-        session.add(task)
-        session.flush()
-        task_id = task.id
+    task_id = task_in_progress(ccc, first["agent"]["id"])
     absent = {**common, "state": "absent", "drain_timeout": 0}
     refused = run_module(cluster_agent, absent)
     assert refused["failed"] and refused["running_tasks"] == [task_id]
@@ -412,3 +400,22 @@ def test_a_missing_ca_file_is_named(coordinator, tmp_path):
     assert result["failed"]
     assert f"ca_path {missing} is not a file" in result["msg"]
     assert coordinator.calls == []
+
+
+def task_in_progress(ccc, agent_id: int) -> int:
+    """A backend task the agent ``agent_id`` is working on; its id."""
+    from coordinator_app.models import Task
+
+    with ccc.database.session() as session:
+        task = Task(
+            repository="acme/api",
+            issue_number=1,
+            title="t",
+            requested_by="alice",
+            state="in_progress",
+            specialty="backend",
+            agent_id=agent_id,
+        )
+        session.add(task)
+        session.flush()
+        return task.id

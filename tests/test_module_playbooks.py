@@ -16,7 +16,7 @@ import pytest
 import yaml
 from werkzeug.security import generate_password_hash
 
-from tests.test_module_cluster_agent import PASSWORD
+from tests.test_module_cluster_agent import PASSWORD, task_in_progress
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -130,19 +130,7 @@ def test_remove_agent_hands_a_busy_agents_task_back(coordinator, tmp_path):
 
     url, client, ccc = coordinator
     agent_id = live_agent(client, "agent9")
-    with ccc.database.session() as session:
-        task = Task(
-            repository="acme/api",
-            issue_number=1,
-            title="t",
-            requested_by="alice",
-            state="in_progress",
-            specialty="backend",
-            agent_id=agent_id,
-        )
-        session.add(task)
-        session.flush()
-        task_id = task.id
+    task_id = task_in_progress(ccc, agent_id)
     inventory = tmp_path / "hosts.yml"
     write_inventory(inventory, ["agent9"])
 

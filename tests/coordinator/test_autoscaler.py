@@ -78,6 +78,12 @@ def write_vars(path: str, url: str) -> None:
     Path(path).chmod(0o600)
 
 
+def log_in(client) -> None:
+    """Log the test client in to the admin pages (CSRF itself: test_admin_pages.py)."""
+    client.application.config["WTF_CSRF_ENABLED"] = False
+    client.post("/admin/login", data={"username": "alice", "password": ADMIN_PASSWORD})
+
+
 def the_run(ccc, run_id: int) -> ScalingRun:
     with ccc.database.session() as session:
         run = session.get(ScalingRun, run_id)
@@ -112,9 +118,7 @@ def test_a_run_acts_on_the_decision_and_records_it(ccc, cluster, client):
     )
 
     # The admin pages list the run and show its plan and events.
-    app = client.application
-    app.config["WTF_CSRF_ENABLED"] = False  # CSRF itself: tests/coordinator/test_admin_pages.py
-    client.post("/admin/login", data={"username": "alice", "password": ADMIN_PASSWORD})
+    log_in(client)
     page = client.get("/admin/scaling").get_data(as_text=True)
     assert f"#{run_id}" in page and "successful" in page and "agent2" in page
     detail = client.get(f"/admin/scaling/runs/{run_id}").get_data(as_text=True)
@@ -234,8 +238,7 @@ def test_unset_or_broken_setups_are_refused_with_the_reason(ccc, tmp_path):
 
 
 def test_admin_pages_enable_and_run(ccc, cluster, client):
-    client.application.config["WTF_CSRF_ENABLED"] = False
-    client.post("/admin/login", data={"username": "alice", "password": ADMIN_PASSWORD})
+    log_in(client)
     assert "Autoscaling is <strong>disabled" in client.get("/admin/scaling").get_data(True)
     client.post("/admin/scaling/enable")
     page = client.get("/admin/scaling").get_data(as_text=True)
