@@ -4,9 +4,12 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages the tests need: private PostgreSQL and Redis servers, git for repositories,
-# bubblewrap for the agent's command sandbox, Chromium for the admin pages.
-TEST_DEBS := postgresql redis-server git bubblewrap chromium chromium-driver
+# Debian packages the tests and `make demo-local` need: private PostgreSQL and Redis servers,
+# git for repositories, bubblewrap for the agent's command sandbox, pytest for the repositories
+# the local agents work on (they run its tests with the system's python3, as agent hosts do),
+# Chromium for the admin pages. tests/test_clean_room.py runs the suite's agent tests on a host
+# that has only these, so a package installed by hand cannot hide a missing one here.
+TEST_DEBS := postgresql redis-server git bubblewrap python3-pytest chromium chromium-driver
 # Debian packages the lab (systemd-nspawn hosts) needs.
 LAB_DEBS := systemd-container debootstrap apt-cacher-ng openssh-client
 PYTEST_ARGS ?=
@@ -25,7 +28,8 @@ help:
 
 # The stamp depends on pyproject.toml: editing dependencies reinstalls, nothing else does.
 $(BIN)/.installed: pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || scripts/ensure-debian-packages.sh python3-venv
+	@test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 

@@ -29,7 +29,7 @@ import github
 import requests
 from werkzeug.security import generate_password_hash
 
-from coordinator_app import migrate
+from coordinator_app import migrate, test_results
 from coordinator_app.db import Database
 from coordinator_app.models import AdminUser
 from lab import demo_lab
@@ -179,8 +179,6 @@ class LocalCluster(DemoCluster):
                     "github_api_url": f"{self.urls['github']}/api/v3",
                     "github_token": self.tokens[BOT],
                     "heartbeat_seconds": 5,
-                    # The repository's tests run with this virtualenv's Python (it has pytest).
-                    "command_path": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
                 },
             )
             self._spawn(name, ["claude-agent", "--config", str(agent_config), "run"])
@@ -246,6 +244,10 @@ def _report(cluster: DemoCluster, tasks: list[dict], seconds: float) -> int:
     """Print the summary table and where to look; 0 when every issue was completed."""
     click.echo(f"\nall issues finished in {seconds:.1f}s\n")
     click.echo(summary(tasks))
+    for task in tasks:
+        tests = (task.get("result") or {}).get("tests")
+        if test_results.status(tests) == "not_run":
+            click.echo(f"\nwarning: #{task['issue_number']}: {test_results.describe(tests)}")
     click.echo(
         f"\nadmin pages: {cluster.urls['coordinator']}/admin/  "
         f"(user {ADMIN}, password {cluster.admin_password})"

@@ -34,7 +34,9 @@ from tests.coordinator.conftest import ADMIN_PASSWORD, WEBHOOK_SECRET, make_conf
 
 REPO = "acme/widgets"
 CLAUDE_KEY = "sk-ant-test-claude-key-0123456789"
-# The model's commands find the test runner of this virtualenv (on hosts: the system's).
+# The virtualenv's console scripts (claude-agent). The model's commands and the repository's
+# tests do not use it: like on agent hosts they find the system's python3 and pytest
+# (python3-pytest, which `make test` installs), and a sandbox may hide the virtualenv anyway.
 VENV_BIN = str(Path(sys.executable).parent)
 
 
@@ -100,7 +102,6 @@ class Cluster:
             "heartbeat_seconds": 1,
             "claim_block_seconds": 1,
             "stop_timeout_seconds": 5,
-            "command_path": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
         }
         values.update(overrides)
         config_file = self.tmp / f"{name}.toml"
