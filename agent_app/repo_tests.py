@@ -14,6 +14,24 @@ from agent_app.sandbox import CommandRunner
 # A repository may name its command in .claude-cluster.toml: test_command = "make check".
 REPO_CONFIG = ".claude-cluster.toml"
 PYTEST_COUNTS = re.compile(r"(\d+) (passed|failed|errors?|skipped)")
+# Exit codes with which a shell says the command itself could not start (not found, not
+# executable); make and npm pass them on inside their own messages.
+NOT_STARTED_CODES = (126, 127)
+# Lines that say the test runner, not a test, is missing. The interpreter's own message for
+# `python3 -m <missing>` ("python3: No module named pytest") has no quotes, unlike the
+# ModuleNotFoundError a failing test raises, which is the repository's problem to fix.
+NOT_STARTED_LINES = re.compile(
+    r"^(?:"
+    r"\S*python[\d.]*: No module named \S+"  # python3 -m pytest, no pytest
+    r"|.*: command not found"  # bash
+    r"|(?:\S+: )?\d+: \S+: not found"  # dash (sh -c, npm scripts)
+    r"|/usr/bin/env: .*: No such file or directory"  # a shebang's interpreter is missing
+    r"|make(?:\[\d+\])?: \*\*\* .*Error 12[67]"  # a recipe's command is missing
+    r"|make: \S+: (?:No such file or directory|Permission denied)"
+    r"|npm (?:ERR!|error) code 12[67]"
+    r")\s*$",
+    re.M,
+)
 
 
 @dataclass
@@ -28,15 +46,37 @@ class TestRun:
     failed: int
     output: str
     timed_out: bool = False
+    # Why the suite could not start (a missing runner or toolchain), or None when it ran.
+    environment_error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and self.failed == 0
+        return self.exit_code == 0 and self.failed == 0 and not self.environment_error
+
+    @property
+    def status(self) -> str:
+        """passed, failed, timed_out or not_run (the environment lacks what the suite needs)."""
+        if self.environment_error:
+            return "not_run"
+        if self.timed_out:
+            return "timed_out"
+        return "passed" if self.ok else "failed"
 
     def as_dict(self) -> dict:
         data = asdict(self)
         data["output"] = data["output"][-4000:]
+        data["status"] = self.status
         return data
+
+    def summary(self) -> str:
+        """One line for people: what ran and how it ended."""
+        if self.environment_error:
+            return f"`{self.command}` could not run: {self.environment_error}"
+        if self.timed_out:
+            return f"`{self.command}` timed out ({self.passed} passed before it was stopped)"
+        if self.ok:
+            return f"`{self.command}`: {self.passed} passed"
+        return f"`{self.command}`: {self.failed} failed, {self.passed} passed"
 
 
 def detect(repo: Path) -> str | None:
@@ -75,8 +115,23 @@ def run(
 ) -> TestRun:
     """Run ``command`` in the checkout and count passes and failures where the output says."""
     result = runner.run(command, repo, timeout, cancel)
+    # The counts of the last line that has any: the runner's own summary.
+    reported = next(
+        (
+            found
+            for line in reversed(result.output.splitlines())
+            if (found := PYTEST_COUNTS.findall(line))
+        ),
+        [],
+    )
+    # A suite that reported results ran, whatever else its output says.
+    not_started = None if reported else environment_error(result.exit_code, result.output)
+    if not_started:
+        return TestRun(
+            command, result.exit_code, 0, 0, result.output, environment_error=not_started
+        )
     counts = {"passed": 0, "failed": 0}
-    for number, word in PYTEST_COUNTS.findall(result.output):
+    for number, word in reported:
         if word == "passed":
             counts["passed"] = int(number)
         elif word in ("failed", "error", "errors"):
@@ -91,3 +146,20 @@ def run(
         result.output,
         result.timed_out,
     )
+
+
+def environment_error(exit_code: int | None, output: str) -> str | None:
+    """Why the test command could not start, from its exit code and output; None if it ran.
+
+    A runner that is missing makes every task look like failing tests, and a model sent off to
+    fix them changes code that never ran: this keeps the two apart.
+    """
+    if exit_code in (0, None):
+        return None
+    found = NOT_STARTED_LINES.search(output)
+    if found:
+        return found.group(0).strip()[:300]
+    if exit_code in NOT_STARTED_CODES:
+        last = next((line for line in reversed(output.splitlines()) if line.strip()), "")
+        return f"exit code {exit_code} (the command could not start): {last.strip()[:240]}"
+    return None

@@ -149,6 +149,12 @@ class TaskRunner:
                     "data": {k: v for k, v in test_run.as_dict().items() if k != "output"},
                 },
             )
+            if test_run.environment_error:
+                # Nothing ran: the model cannot fix a missing runner, and must not try.
+                logger.warning(
+                    "Task %s: the tests could not run: %s", task["id"], test_run.environment_error
+                )
+                return test_run, conversation.summary
             if test_run.ok or round_number == TEST_FIX_ROUNDS:
                 return test_run, conversation.summary
             self._report_state(task["id"], "in_progress", reason="tests failed; fixing")
@@ -204,7 +210,7 @@ class TaskRunner:
             task["id"],
             pr.url,
             "new" if pr.created else "updated",
-            "none" if tests is None else ("passed" if tests.ok else "FAILED"),
+            "none" if tests is None else tests.status,
             usage.cost_usd,
         )
 
@@ -300,12 +306,14 @@ def _pr_body(task: dict, summary: str, tests, usage: Usage) -> str:
     if tests is None:
         test_line = "No test suite was found in the repository."
     elif tests.ok:
-        test_line = f"✅ `{tests.command}`: {tests.passed} passed."
-    else:
+        test_line = f"✅ {tests.summary()}."
+    elif tests.environment_error:
         test_line = (
-            f"❌ `{tests.command}`: {tests.failed} failed, {tests.passed} passed "
-            "(this pull request is a draft until they pass)."
+            f"⚠️ {tests.summary()}. The agent host lacks what the test suite needs, so this "
+            "change is untested; this pull request stays a draft until the tests run and pass."
         )
+    else:
+        test_line = f"❌ {tests.summary()} (this pull request is a draft until they pass)."
     return (
         f"Closes #{task['issue_number']}\n\n{summary.strip()}\n\n**Tests:** {test_line}\n\n"
         f"<sub>Claude Code Cluster · {usage.turns} turns · "

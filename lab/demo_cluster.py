@@ -21,6 +21,7 @@ import github
 import requests
 import yaml
 
+from coordinator_app import test_results
 from lab.services import ServiceError
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -192,14 +193,7 @@ def summary(tasks: list[dict]) -> str:
     head = ("ISSUE", "SPECIALTY", "AGENT", "STATE", "TESTS", "PR", "TOKENS", "COST", "TIME")
     rows = [head]
     for task in tasks:
-        tests = (task.get("result") or {}).get("tests") or {}
-        verdict = (
-            f"{tests.get('passed', 0)} passed"
-            if tests and not tests.get("failed")
-            else f"{tests.get('failed')} failed"
-            if tests
-            else "-"
-        )
+        verdict = test_results.short((task.get("result") or {}).get("tests"))
         rows.append(
             (
                 f"#{task['issue_number']}",

@@ -9,7 +9,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash
 
-from coordinator_app import agents, audit, autoscaler, scaling, tasks
+from coordinator_app import agents, audit, autoscaler, scaling, tasks, test_results
 from coordinator_app.admin import bp
 from coordinator_app.db import get_session
 from coordinator_app.exceptions import CoordinatorError
@@ -103,7 +103,17 @@ def task_detail(task_id: int):
     events = session.scalars(
         select(ProgressEvent).where(ProgressEvent.task_id == task_id).order_by(ProgressEvent.id)
     ).all()
-    return render_template("admin/task.html", task=task, events=events)
+    # The final result once there is one, else the latest run an agent reported.
+    tests = (task.result or {}).get("tests") or next(
+        (e.data for e in reversed(events) if e.kind == "tests"), None
+    )
+    return render_template(
+        "admin/task.html",
+        task=task,
+        events=events,
+        tests_status=test_results.status(tests),
+        tests_line=test_results.describe(tests),
+    )
 
 
 @bp.post("/tasks/<int:task_id>/<any(cancel, retry):action>")

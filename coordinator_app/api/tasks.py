@@ -7,7 +7,7 @@ from decimal import Decimal
 from flask import request, url_for
 from sqlalchemy import select
 
-from coordinator_app import audit, outbox, tasks
+from coordinator_app import audit, outbox, tasks, test_results
 from coordinator_app.api import bp
 from coordinator_app.api.schemas import event_json, json_body, paginate, task_json, typed
 from coordinator_app.auth import current_principal, require
@@ -293,17 +293,7 @@ def finish_task(task_id: int):
 
 
 def _summary_comment(task: Task) -> str:
-    tests = task.result.get("tests") or {}
-    if tests:
-        verdict = (
-            "passed" if tests.get("failed", 0) == 0 and tests.get("exit_code") == 0 else "FAILED"
-        )
-        test_line = (
-            f"Tests ({tests.get('command', 'tests')}): {verdict}, "
-            f"{tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed."
-        )
-    else:
-        test_line = "No test suite was found."
+    test_line = test_results.describe(task.result.get("tests"))
     return (
         f"Pull request: {task.pr_url}\n\n{task.result.get('summary') or ''}\n\n{test_line}\n"
         f"Tokens: {task.input_tokens} in / {task.output_tokens} out; "

@@ -10,6 +10,7 @@ import pytest
 
 from simulators.github.testing import TOKENS
 from tests.agent.conftest import CLAUDE_KEY, REPO
+from tests.coordinator.test_admin_pages import admin_session
 
 ORIGINAL = '    """Twice x."""\n    return 2 * x\n'
 TRIPLE = ORIGINAL + '\n\ndef triple(x):\n    """Three times x."""\n    return 3 * x\n'
@@ -212,6 +213,76 @@ def test_tests_that_stay_red_give_a_draft_pull_request_that_says_so(cluster_fact
         pr = pr_for(cluster, task)
         assert pr.draft
         assert "failed" in pr.body and "draft until they pass" in pr.body
+
+
+NO_RUNNER = {
+    "name": "no-runner",
+    "match": {"prompt": "(?i)add a negate function"},
+    "turns": [
+        [
+            edit(
+                "str_replace",
+                "widgets/__init__.py",
+                old_str=ORIGINAL,
+                new_str=ORIGINAL + "\n\ndef negate(x):\n    return -x\n",
+            )
+        ],
+        "Added negate().",
+        # Only reached if the agent wrongly sends the model off to fix tests that never ran.
+        {"content": "Nothing to fix."},
+    ],
+}
+
+
+def push_file(cluster, path: str, content: str) -> None:
+    """Commit one file to main as a maintainer would (clone, commit, push over HTTP)."""
+    checkout = clone_branch(cluster, "main")
+    (checkout / path).write_text(content)
+    identity = ["-c", "user.name=Bob", "-c", "user.email=bob@example.com"]
+    for args in (["add", path], [*identity, "commit", "-qm", f"Add {path}"], ["push", "-q"]):
+        subprocess.run(["git", *args], cwd=checkout, check=True)
+
+
+@pytest.mark.parametrize(
+    ("test_command", "reason"),
+    [
+        # The interpreter is there, the runner is not (no python3-pytest on the host).
+        ("python3 -m no_such_runner -q", "No module named no_such_runner"),
+        # The toolchain is not there at all (exit 127 from the shell).
+        ("no-such-toolchain test", "no-such-toolchain: command not found"),
+    ],
+)
+def test_a_test_runner_that_cannot_start_is_an_environment_error(
+    cluster_factory, test_command, reason
+):
+    with cluster_factory([NO_RUNNER]) as cluster:
+        push_file(cluster, ".claude-cluster.toml", f'test_command = "{test_command}"\n')
+        cluster.agent()
+        number = cluster.label_issue("Add a negate function", "negate(x) returns -x")
+        task = cluster.wait_for(number)
+        assert task["state"] == "completed", task
+        tests = task["result"]["tests"]
+        assert tests["status"] == "not_run" and reason in tests["environment_error"], tests
+        # Not sent back to the model: one test run, no fix round, one "done" from the model.
+        history = [h["to"] for h in task["history"]]
+        assert history.count("testing") == 1, history
+        assert "tests failed; fixing" not in [h["reason"] for h in task["history"]]
+        assert not any(b"tests fail" in body for body in cluster.claude_bodies)
+        events = cluster.client.get(
+            f"/api/v1/tasks/{task['id']}/events", headers=cluster.admin_headers
+        ).json["items"]
+        (reported,) = [e["data"] for e in events if e["kind"] == "tests"]
+        assert reported["status"] == "not_run" and reason in reported["environment_error"]
+        # The PR is an untested draft that says why; so do the issue comment and the admin page.
+        pr = pr_for(cluster, task)
+        assert pr.draft
+        assert "could not run" in pr.body and reason in pr.body, pr.body
+        comments = cluster.gh().get_repo(REPO).get_issue(number).get_comments()
+        assert any("could not run" in c.body and reason in c.body for c in comments)
+        session = admin_session(cluster.coordinator_url)
+        page = session.get(f"{cluster.coordinator_url}/admin/tasks/{task['id']}", timeout=5)
+        assert 'class="tests-not_run"' in page.text and reason in page.text
+        session.close()
 
 
 @pytest.mark.parametrize(

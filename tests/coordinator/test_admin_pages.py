@@ -102,14 +102,28 @@ def wait_for_text(browser, text: str, timeout: float = 10) -> None:
     WebDriverWait(browser, timeout).until(lambda driver: text in driver.page_source)
 
 
-def _login_form(session: requests.Session, url: str) -> str:
+def login_form(session: requests.Session, url: str) -> str:
+    """The CSRF token of the login form (the session keeps its cookie)."""
     page = session.get(f"{url}/admin/login", timeout=5).text
     return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
+def admin_session(url: str) -> requests.Session:
+    """A session logged in to the admin pages as alice, through the form."""
+    session = requests.Session()
+    login = {
+        "username": "alice",
+        "password": ADMIN_PASSWORD,
+        "csrf_token": login_form(session, url),
+    }
+    answer = session.post(f"{url}/admin/login", data=login, allow_redirects=False, timeout=5)
+    assert answer.status_code == 302, answer.text
+    return session
+
+
 def test_forms_without_a_csrf_token_are_refused(server, admin_user):
     session = requests.Session()
-    token = _login_form(session, server.url)
+    token = login_form(session, server.url)
     credentials = {"username": "alice", "password": ADMIN_PASSWORD}
     refused = session.post(f"{server.url}/admin/login", data=credentials, timeout=5)
     assert refused.status_code == 400 and "CSRF" in refused.text
@@ -127,7 +141,7 @@ def test_forms_without_a_csrf_token_are_refused(server, admin_user):
 
 def test_login_redirect_stays_on_this_site(server, admin_user):
     session = requests.Session()
-    token = _login_form(session, server.url)
+    token = login_form(session, server.url)
     answer = session.post(
         f"{server.url}/admin/login?next=https://evil.example/",
         data={"username": "alice", "password": ADMIN_PASSWORD, "csrf_token": token},
