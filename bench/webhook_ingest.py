@@ -41,7 +41,7 @@ from bench.procstat import MachineCPU, TreeCPU
 from bench.report import machine, ms, percentile, table, verdict
 from bench.runner import stop_cleanly_on_sigterm
 from bench.stack import Coordinator, running_coordinator
-from bench.webhooks import FIXTURE, REPOSITORY, SENDER, LabeledPayloads, signed_headers
+from bench.webhooks import REPOSITORY, SENDER, LabeledPayloads, load_payload, signed_headers
 from simulators.github.app import create_app as create_simulator_app
 from simulators.github.config import SimulatorConfig
 from simulators.github.testing import TOKENS, sample_seed
@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--label",
         default="bug",
-        help="label of the ingested events (the fixture's own; the trigger label would make "
+        help="label of the ingested events (the payload's own; the trigger label would make "
         "every ingested event a task)",
     )
     parser.add_argument(
@@ -86,7 +86,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--events", type=int, default=100, help="trigger events for latency")
     parser.add_argument("--rate", type=float, default=5, help="trigger events per second")
-    parser.add_argument("--fixture", type=Path, default=FIXTURE, help="issues.labeled payload")
+    parser.add_argument(
+        "--fixture",
+        type=Path,
+        help="a recorded issues.labeled payload (JSON) to send; default: the simulator's",
+    )
     return parser.parse_args(argv)
 
 
@@ -488,8 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     stop_cleanly_on_sigterm()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the simulator's request log
     print(f"# Webhook ingest and webhook → queued latency\n\n{machine()}")
-    ingest_payloads = LabeledPayloads(args.fixture, label=args.label)
-    trigger_payloads = LabeledPayloads(args.fixture, label=TRIGGER_LABEL)
+    payload = load_payload(args.fixture)
+    ingest_payloads = LabeledPayloads(payload, label=args.label)
+    trigger_payloads = LabeledPayloads(payload, label=TRIGGER_LABEL)
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ccc-bench-gh-")))
         sim, sim_url, github_requests = stack.enter_context(github_simulator(tmp))

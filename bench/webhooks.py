@@ -1,4 +1,5 @@
-"""Signed GitHub ``issues.labeled`` deliveries built from a real payload, cheaply and in bulk."""
+"""Signed GitHub ``issues.labeled`` deliveries, cheaply and in bulk, from one payload: a real one
+recorded from GitHub when you give it, else the one the project's GitHub simulator sends."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import copy
 import hashlib
 import hmac
 import json
+import tempfile
 import uuid
 from pathlib import Path
 
-# Where the repository's shared fixtures live (../shared beside the checkout).
-FIXTURE = (
-    Path(__file__).resolve().parents[2] / "shared/fixtures/github-webhooks/issues/labeled.json"
-)
+from simulators.github.config import SimulatorConfig
+from simulators.github.simulator import GitHubSimulator
+from simulators.github.testing import sample_seed
+
 REPOSITORY = "acme/widgets"  # in the simulator's sample seed
 SENDER = "bob"  # has write access to acme/widgets in the sample seed
 # Placeholders replaced per delivery; chosen so they occur nowhere else in the JSON text.
@@ -20,22 +22,45 @@ _NUMBER = "918273645"
 _ISSUE_ID = "8172635490"
 
 
-class LabeledPayloads:
-    """Bodies of ``issues.labeled`` deliveries for many issues, from one fixture.
+def simulated_payload() -> dict:
+    """The ``issues.labeled`` payload the GitHub simulator sends (its shape is compared with
+    GitHub's recorded payloads in tests/test_github_simulator_webhooks.py)."""
+    with tempfile.TemporaryDirectory(prefix="ccc-bench-payload-") as data_dir:
+        config = SimulatorConfig(seed=sample_seed(), data_dir=Path(data_dir))
+        with GitHubSimulator(config) as sim:
+            issue = sim.create_issue(REPOSITORY, SENDER, "Bench issue", "A body.", labels=["bug"])
+            repo = sim.repo(REPOSITORY)
+            return sim.payloads.issues("labeled", repo, issue, SENDER, label=repo.label("bug"))
 
-    The fixture is re-pointed at ``repository`` and ``sender`` (so the coordinator's permission
+
+def load_payload(fixture: Path | None) -> dict:
+    """The payload in ``fixture`` (a recorded delivery's JSON body), else the simulator's."""
+    if fixture is None:
+        return simulated_payload()
+    try:
+        return json.loads(fixture.read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"--fixture {fixture}: no such file") from None
+    except ValueError as exc:
+        raise SystemExit(f"--fixture {fixture}: not a JSON payload ({exc})") from None
+
+
+class LabeledPayloads:
+    """Bodies of ``issues.labeled`` deliveries for many issues, from one payload.
+
+    The payload is re-pointed at ``repository`` and ``sender`` (so the coordinator's permission
     check finds them on the simulator); the issue number, id and title vary per delivery.
     """
 
     def __init__(
         self,
-        fixture: Path = FIXTURE,
+        payload: dict,
         *,
         label: str,
         repository: str = REPOSITORY,
         sender: str = SENDER,
     ) -> None:
-        payload = json.loads(fixture.read_text())
+        payload = copy.deepcopy(payload)
         owner, name = repository.split("/")
         repo = payload["repository"]
         repo.update(full_name=repository, name=name, private=True)

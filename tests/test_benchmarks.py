@@ -1,0 +1,37 @@
+"""The benchmarks run from the project alone, as in a user's clone (no ../shared beside it)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def test_no_benchmark_reads_files_from_outside_the_project():
+    for module in BENCH.glob("*.py"):
+        assert "shared/" not in module.read_text(), f"{module.name} reads ../shared"
+
+
+@pytest.mark.slow
+def test_the_webhook_benchmark_runs_on_the_simulators_payload():
+    argv = ["--seconds", "1", "--warmup", "0.5", "--baseline-seconds", "1", "--events", "5",
+            "--rate", "20", "--clients", "2"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "bench.webhook_ingest", *argv],
+                          cwd=BENCH.parent, capture_output=True, text=True, timeout=300,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| tasks seen queued                | 5" in done.stdout, done.stdout
+
+
+def test_a_missing_payload_file_is_a_clear_error():
+    argv = ["--fixture", "/nonexistent.json"]
+    done = subprocess.run([sys.executable, "-m", "bench.webhook_ingest", *argv],
+                          cwd=BENCH.parent, capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
+    assert done.returncode != 0
+    assert "--fixture /nonexistent.json: no such file" in done.stderr
+    assert "Traceback" not in done.stderr
