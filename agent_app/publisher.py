@@ -108,12 +108,21 @@ class Publisher:
     def open_or_update_pr(
         self, repository: str, branch: str, base: str, title: str, body: str, draft: bool
     ) -> PullRequest:
-        """One pull request per branch: create it, or update the open one."""
+        """One pull request per branch: create it, or update the open one.
+
+        ``draft``: whether the tests failed or could not run. A draft whose tests now pass is
+        marked ready for review, and a ready one whose tests fail goes back to draft, as the
+        body says (REST cannot change this: it is GitHub's GraphQL, through PyGithub).
+        """
         repo = self.github.get_repo(repository)
         owner = repository.split("/", maxsplit=1)[0]
         try:
             for pull in repo.get_pulls(state="open", head=f"{owner}:{branch}"):
                 pull.edit(body=body)
+                if pull.draft and not draft:
+                    pull.mark_ready_for_review()
+                elif draft and not pull.draft:
+                    pull.convert_to_draft()
                 return PullRequest(pull.number, pull.html_url, created=False)
             pull = repo.create_pull(title=title, body=body, head=branch, base=base, draft=draft)
         except github.GithubException as exc:

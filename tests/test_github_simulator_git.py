@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 from github import Auth, Github
 from github.GithubException import GithubException
 
@@ -268,3 +269,48 @@ def test_merge_a_pull_request(server, gh, git_env, tmp_path, receiver):
     with pytest.raises(GithubException) as raised:
         pr.merge()
     assert raised.value.status == 405
+
+
+def test_draft_and_ready_for_review_through_graphql(server, gh, git_env, tmp_path, receiver):
+    sim, url = server
+    work = tmp_path / "w"
+    git(git_env, "clone", "-q", remote(url, "acme/widgets", "bob", TOKENS["bob"]), str(work))
+    git(git_env, "checkout", "-q", "-b", "wip", cwd=work)
+    commit_file(git_env, work, "wip.txt", "wip\n")
+    git(git_env, "push", "-q", "origin", "wip", cwd=work)
+    pr = gh.get_repo("acme/widgets").create_pull(base="main", head="wip", title="WIP", draft=True)
+    assert pr.draft
+
+    pr.mark_ready_for_review()  # PyGithub: POST /api/graphql, markPullRequestReadyForReview
+    assert pr.draft is False and gh.get_repo("acme/widgets").get_pull(pr.number).draft is False
+    pr.mark_ready_for_review()  # already ready: no change, no second event
+    pr.convert_to_draft()
+    assert gh.get_repo("acme/widgets").get_pull(pr.number).draft is True
+    sim.wait_idle()
+    actions = [e.json()["action"] for e in receiver.events("pull_request")]
+    assert actions == ["opened", "ready_for_review", "converted_to_draft"]
+
+    # carol may read the repository, not change its pull requests.
+    reader = Github(base_url=f"{url}/api/v3", auth=Auth.Token(TOKENS["carol"]))
+    try:
+        with pytest.raises(GithubException) as raised:
+            reader.get_repo("acme/widgets").get_pull(pr.number).mark_ready_for_review()
+        assert raised.value.data["errors"][0]["type"] == "FORBIDDEN"
+    finally:
+        reader.close()
+    assert gh.get_repo("acme/widgets").get_pull(pr.number).draft is True
+
+    graphql = f"{url}/api/graphql"
+    document = {
+        "query": "mutation Mutation($input: MarkPullRequestReadyForReviewInput!) "
+        "{ markPullRequestReadyForReview(input: $input) { pullRequest { isDraft } } }",
+        "variables": {"input": {"pullRequestId": "no-such-node"}},
+    }
+    anonymous = requests.post(graphql, json=document, timeout=5)
+    assert anonymous.status_code == 401
+    bob = {"Authorization": f"token {TOKENS['bob']}"}
+    missing = requests.post(graphql, json=document, headers=bob, timeout=5).json()
+    assert missing["errors"][0]["type"] == "NOT_FOUND"
+    unknown = {"query": "mutation { mergePullRequest(input: $input) { clientMutationId } }"}
+    answer = requests.post(graphql, json=unknown, headers=bob, timeout=5)
+    assert answer.status_code == 200 and "doesn't exist" in answer.json()["errors"][0]["message"]

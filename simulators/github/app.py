@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from simulators.github import admin, api, git_http
+from simulators.github import admin, api, git_http, graphql
 from simulators.github.api.common import EXTENSION
 from simulators.github.config import SimulatorConfig
 from simulators.github.exceptions import DOCS
@@ -27,6 +27,7 @@ def create_app(
     sim = simulator or GitHubSimulator(config or SimulatorConfig.load())
     app.extensions[EXTENSION] = sim
     app.register_blueprint(api.bp)
+    app.register_blueprint(graphql.bp)
     app.register_blueprint(git_http.bp)
     app.register_blueprint(admin.bp)
     app.register_error_handler(HTTPException, _http_error)

@@ -21,6 +21,7 @@ from simulators.github.models import (
     Repo,
     utcnow,
 )
+from simulators.github.urls import node_id
 
 if TYPE_CHECKING:
     from simulators.github.git_repos import GitStorage
@@ -135,6 +136,38 @@ class PullActions:
             self._refresh_head(repo, issue)
         fields.pop("state_reason", None)  # pull requests have none
         return self.update_issue(repo, actor, number, fields)
+
+    def pull_by_node_id(self, node: str) -> tuple[Repo, Issue]:
+        """The pull request whose GraphQL global id is ``node``, or NotFound."""
+        with self.store.lock:
+            for repo in self.store.repos.values():
+                for issue in repo.issues.values():
+                    if issue.pull is not None and node_id("PullRequest", issue.pull.id) == node:
+                        return repo, issue
+        raise NotFound(f"Could not resolve to a node with the global id of '{node}'")
+
+    def set_draft(self, repo: Repo | str, actor: Identity | str, number: int, draft: bool) -> Issue:
+        """Mark an open pull request ready for review, or convert it to a draft (GraphQL's
+        markPullRequestReadyForReview / convertPullRequestToDraft); its author or anyone with
+        write access may. A pull request already in that state is left as it is, no event."""
+        repo = self.repo(repo)
+        issue = self.pull(repo, number)
+        login = self._login(actor)
+        if login.lower() != issue.user.lower():
+            self.require(actor, repo, Permission.WRITE)
+        else:
+            self.require(actor, repo, Permission.READ)
+        assert issue.pull is not None  # noqa: S101 (self.pull checked it)
+        if issue.state != "open":
+            raise custom_error("PullRequest", "Pull request is closed")
+        with self.store.lock:
+            if issue.pull.draft == draft:
+                return issue
+            issue.pull.draft = draft
+            issue.updated_at = utcnow()
+            action = "converted_to_draft" if draft else "ready_for_review"
+            self.emit(repo, "pull_request", self.payloads.pull_request(action, repo, issue, login))
+        return issue
 
     def _refresh_head(self, repo: Repo, issue: Issue) -> None:
         """Reopening needs the head branch; its tip becomes the head sha."""

@@ -15,7 +15,7 @@ from lab.services import free_port
 from simulators.github.config import SimulatorConfig
 from simulators.github.testing import TOKENS, running_simulator, sample_seed
 from tests.agent.conftest import REPO
-from tests.agent.test_agent_tasks import ADD_TRIPLE, edit
+from tests.agent.test_agent_tasks import ADD_TRIPLE, NEVER_FIXED, edit
 
 ADDRESS_REVIEW = {
     "name": "address-review",
@@ -56,6 +56,42 @@ def test_review_comment_becomes_a_new_commit_on_the_same_pull_request(cluster_fa
         assert pr.get_commits().totalCount == 2  # a new commit, same pull request
         pulls = cluster.gh().get_repo(REPO).get_pulls(state="all")
         assert [p.number for p in pulls if p.head.ref == first["branch"]] == [pr.number]
+
+
+FIX_QUARTER = {
+    "name": "fix-quarter",
+    "match": {"prompt": "(?i)quarter divides by three"},
+    "turns": [
+        [edit("str_replace", "widgets/__init__.py", old_str="x / 3", new_str="x / 4")],
+        "quarter() divides by four now; the tests pass.",
+    ],
+}
+
+
+def test_a_draft_is_ready_for_review_once_a_follow_up_makes_the_tests_pass(cluster_factory):
+    # The follow-up also names the issue's title: its own scenario must match first.
+    with cluster_factory([FIX_QUARTER, NEVER_FIXED]) as cluster:
+        cluster.agent()
+        number = cluster.label_issue("Add a quarter function", "quarter(x) returns x / 4")
+        first = cluster.wait_for(number)
+        assert first["result"]["tests"]["status"] == "failed", first
+        pr = cluster.gh("bob").get_repo(REPO).get_pull(first["pr_number"])
+        assert pr.draft
+        (commit,) = pr.get_commits()
+        pr.create_review_comment(
+            "quarter divides by three; make it four", commit, "widgets/__init__.py", line=7
+        )
+        deadline = time.monotonic() + 30
+        while cluster.task(number)["kind"] != "follow_up" and time.monotonic() < deadline:
+            time.sleep(0.3)
+        follow_up = cluster.wait_for(number)
+        assert follow_up["state"] == "completed", follow_up
+        assert follow_up["result"]["tests"]["status"] == "passed", follow_up
+        pr = cluster.gh("bob").get_repo(REPO).get_pull(first["pr_number"])
+        assert not pr.draft and "draft" not in pr.body
+        # GitHub's own record of it: the ready_for_review event went to the webhook.
+        actions = [d.action for d in cluster.github_sim.deliveries() if d.event == "pull_request"]
+        assert actions.count("ready_for_review") == 1, actions
 
 
 def test_the_second_task_on_a_repository_reuses_the_mirror(tmp_path):
