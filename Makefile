@@ -14,24 +14,36 @@ TEST_DEBS := postgresql redis-server git bubblewrap python3-pytest chromium chro
 LAB_DEBS := systemd-container debootstrap apt-cacher-ng openssh-client
 PYTEST_ARGS ?=
 
-.PHONY: help setup lab-deps test test-fast lint demo demo-local demo-stop clean
+.PHONY: help control setup lab-deps test test-fast lint demo demo-local demo-stop clean
 
 help:
 	@echo "make demo       the main job: lab hosts provisioned by site.yml turn issues into PRs"
 	@echo "make demo-stop  stop the demo's lab hosts and simulators"
 	@echo "make demo-local the same job as local processes on loopback (quick, no lab hosts)"
 	@echo "make test       install what the tests need and run them all (what CI runs)"
+	@echo "make control    a control node only: Ansible and what the playbooks need (.venv)"
 	@echo "make test-fast  the tests without the slow ones (lab hosts, end to end)"
 	@echo "make lint       ruff check and format check"
 	@echo "make lab-deps   the Debian packages the lab hosts need"
 	@echo "make clean      remove the virtualenv and build files"
 
-# The stamp depends on pyproject.toml: editing dependencies reinstalls, nothing else does.
-$(BIN)/.installed: pyproject.toml
+# The virtualenv; Debian's Python needs python3-venv for it.
+$(BIN)/pip:
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || scripts/ensure-debian-packages.sh python3-venv
-	@test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
+
+# The stamps depend on pyproject.toml: editing dependencies reinstalls, nothing else does.
+$(BIN)/.installed: pyproject.toml | $(BIN)/pip
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@ $(BIN)/.control-installed
+
+$(BIN)/.control-installed: pyproject.toml | $(BIN)/pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[control]'
 	@touch $@
+
+# A control node: Ansible and what the playbooks and modules need, nothing for the tests.
+control: $(BIN)/.control-installed
+	@echo "control node ready: $(BIN)/ansible-playbook (or: . $(BIN)/activate)"
 
 setup: $(BIN)/.installed
 	@scripts/ensure-debian-packages.sh $(TEST_DEBS)

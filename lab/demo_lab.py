@@ -36,8 +36,6 @@ SHARED_INVENTORY = PROJECT / "molecule" / "shared" / "inventory"
 SITE = PROJECT / "playbooks" / "site.yml"
 CA_DIR = PROJECT / "build" / "cluster-ca"
 COORDINATOR_PORT = 8443
-# The seed repository's tests run with the hosts' own Python: agents need pytest there.
-AGENT_PACKAGES = ["git", "bubblewrap", "python3-venv", "python3-pytest"]
 
 
 def demo_spec(prefix: str = "lab") -> LabSpec:
@@ -168,7 +166,6 @@ class LabCluster(DemoCluster):
             "agent_github_api_url": api,
             "agent_github_token": self.tokens[BOT],
             "agent_settings": agent_settings,
-            "agent_packages": AGENT_PACKAGES,
             "agent_start_service": True,
         }
 

@@ -1,6 +1,6 @@
-"""`make setup` on a host that has only what a fresh Debian 12 has, then the tests that need
-the Debian packages the agents and the demo use: a package installed by hand on the
-development machine cannot hide a missing line in the Makefile any more.
+"""`make control`, then `make setup`, on a host that has only what a fresh Debian 12 has, then
+the tests that need the Debian packages the agents and the demo use: a package installed by
+hand on the development machine cannot hide a missing line in the Makefile any more.
 
 The host is a lab host (the lab's debootstrap minbase image plus Python), reached over SSH
 like any machine; it gets the project's files (tracked and new, as `git ls-files` lists them)
@@ -60,6 +60,11 @@ def test_make_setup_on_a_fresh_host_installs_what_the_agent_tests_and_the_demo_n
         # What README.md asks of the machine before its commands: Python (there) and make.
         make = session.run("t1", "apt-get install -y -qq --no-install-recommends make", 300)
         assert make.ok, make.stdout + make.stderr
+        # A control node first: Ansible, and nothing of the tests (no pytest, no PostgreSQL).
+        control = session.run("t1", logged("make control && .venv/bin/ansible-playbook --version"))
+        assert control.ok and "ansible-playbook [core" in control.stdout, control.stdout
+        for absent in ("test -e .venv/bin/pytest", "test -e .venv/bin/molecule", "which psql"):
+            assert not session.run("t1", f"cd /root/ccc && {absent}").ok, absent
         started = time.monotonic()
         setup = session.run("t1", logged("make setup"), timeout=1200)
         assert setup.ok, setup.stdout

@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import yaml
+
 from lab.config import LabConfig
+from lab.demo_cluster import PROJECT
 from lab.demo_lab import LabCluster, Timing, demo_spec, read_pid, start_background, stop_background
 from lab.process import is_alive
 
@@ -34,7 +37,10 @@ def test_extra_vars_point_the_cluster_at_the_simulators(tmp_path):
     assert extra["coordinator_admin_password"] == extra["agent_coordinator_admin_password"]
     assert extra["coordinator_lease_seconds"] == 20
     assert extra["agent_settings"] == {"heartbeat_seconds": 4}
-    assert "python3-pytest" in extra["agent_packages"]  # the seed repository's tests
+    # The seed repository's tests need pytest on the agents: the role's default gives it.
+    assert "agent_packages" not in extra and "agent_toolchain_packages" not in extra
+    defaults = yaml.safe_load((PROJECT / "roles/agent/defaults/main.yml").read_text())
+    assert "python3-pytest" in defaults["agent_toolchain_packages"]
 
 
 def test_stop_background_stops_only_simulators(tmp_path):
