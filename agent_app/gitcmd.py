@@ -1,4 +1,12 @@
-"""Running git with credentials that never touch disk, argv or logs."""
+"""Running git on the agent's side of the sandbox: a fixed, minimal configuration, credentials
+that never touch disk, argv or logs, and the git directory named explicitly.
+
+A task's checkout is written by commands the model chose and by the repository's own scripts,
+so nothing in it may steer the agent's git: no system or global configuration, no hooks, no
+fsmonitor, no signing program, and for a checkout the git directory is passed as GIT_DIR (it
+lives outside the checkout, read-only to the sandbox); a `.git` file or folder the checkout
+holds is never looked at.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,20 @@ from pathlib import Path
 
 from agent_app.exceptions import AgentError
 
+# Settings that run programs or read other files; fixed whatever a configuration says.
+FIXED_CONFIG = {
+    "core.hooksPath": "/dev/null",
+    "core.fsmonitor": "false",
+    "core.attributesFile": "/dev/null",
+    "core.excludesFile": "/dev/null",
+    "core.sshCommand": "false",
+    "commit.gpgSign": "false",
+    "tag.gpgSign": "false",
+    "gpg.program": "false",
+    "credential.helper": "",
+    "safe.directory": "",
+}
+
 
 class GitError(AgentError):
     """A git command failed; the message has its (redacted) output."""
@@ -18,38 +40,56 @@ class Git:
     """git with an HTTP token supplied through GIT_CONFIG_* environment variables.
 
     The token is handed to git as an ``http.extraHeader`` in the environment of each call, so
-    it is never written to ``.git/config``, never on a command line ``ps`` could show, and is
-    redacted from every error message.
+    it is never written to a git configuration, never on a command line
+    ``ps`` could show, and is redacted from every error message.
     """
 
     def __init__(self, token: str, author_name: str, author_email: str) -> None:
         self._token = token
         basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        fixed = {"http.extraHeader": f"Authorization: Basic {basic}", **FIXED_CONFIG}
         self._env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/nonexistent"),
+            "HOME": "/nonexistent",
             "LANG": "C.UTF-8",
             "GIT_TERMINAL_PROMPT": "0",
             "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_COUNT": "1",
-            "GIT_CONFIG_KEY_0": "http.extraHeader",
-            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+            "GIT_CONFIG_GLOBAL": "/dev/null",
+            "GIT_ATTR_NOSYSTEM": "1",
+            "GIT_NO_REPLACE_OBJECTS": "1",
+            "GIT_CONFIG_COUNT": str(len(fixed)),
             "GIT_AUTHOR_NAME": author_name,
             "GIT_AUTHOR_EMAIL": author_email,
             "GIT_COMMITTER_NAME": author_name,
             "GIT_COMMITTER_EMAIL": author_email,
         }
+        for index, (key, value) in enumerate(fixed.items()):
+            self._env[f"GIT_CONFIG_KEY_{index}"] = key
+            self._env[f"GIT_CONFIG_VALUE_{index}"] = value
 
     def redact(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
 
-    def __call__(self, *args: str, cwd: Path | None = None, timeout: float = 600) -> str:
-        """Run ``git args`` and return stdout; GitError (redacted) when it fails."""
+    def __call__(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        timeout: float = 600,
+        git_dir: Path | None = None,
+    ) -> str:
+        """Run ``git args`` and return stdout; GitError (redacted) when it fails.
+
+        ``git_dir``: work on the checkout ``cwd`` whose git directory this is (GIT_DIR and
+        GIT_WORK_TREE), never on whatever ``cwd/.git`` says.
+        """
+        env = self._env
+        if git_dir is not None:
+            env = {**env, "GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(cwd)}
         try:
             done = subprocess.run(
                 ["git", *args],
                 cwd=cwd,
-                env=self._env,
+                env=env,
                 capture_output=True,
                 text=True,
                 timeout=timeout,

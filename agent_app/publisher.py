@@ -1,16 +1,17 @@
 """Commit, push and open (or update) the pull request.
 
-The checkout is the model's playground: anything in its .git (hooks, filters, config) may have
-been written by a command Claude ran. So the token never goes near it: commits there run with
-hooks off and no credentials, the branch is fetched into the agent's own mirror, and the push
-goes from the mirror, whose configuration only the agent writes.
+The checkout is the model's playground: anything in it may have been written by a command
+Claude ran or by the repository's own scripts. So the agent's git works on it only through
+its git directory, which lives outside the checkout and only the agent writes, with a fixed
+configuration (agent_app.gitcmd); the branch is fetched from that git directory into the
+agent's own mirror, and the push, with the token, goes from the mirror.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import github
 
 from agent_app.exceptions import PublishError
 from agent_app.gitcmd import Git, GitError
+from agent_app.workspace import TaskWorkspace
 from coordinator_app.github_gateway import github_client
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,18 @@ def branch_name(issue_number: int, title: str) -> str:
     """``claude/issue-<n>-<slug>``."""
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-") or "task"
     return f"claude/issue-{issue_number}-{slug}"
+
+
+def nested_repositories(checkout: Path) -> list[str]:
+    """Folders below the checkout's top that hold a `.git` (links are not followed)."""
+    found = []
+    for folder, dirs, files in os.walk(checkout):
+        if folder != str(checkout) and (".git" in dirs or ".git" in files):
+            found.append(os.path.relpath(folder, checkout))
+            dirs.clear()
+        elif ".git" in dirs:
+            dirs.remove(".git")
+    return sorted(found)
 
 
 @dataclass
@@ -52,48 +66,34 @@ class Publisher:
         repo = self.github.get_repo(repository)
         return repo.clone_url, repo.default_branch
 
-    def commit_all(self, checkout: Path, message: str) -> str | None:
+    def commit_all(self, workspace: TaskWorkspace, message: str) -> str | None:
         """Commit every change in the checkout; returns the new commit, or None if clean."""
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(checkout),
-            "LANG": "C.UTF-8",
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_AUTHOR_NAME": self.author_name,
-            "GIT_AUTHOR_EMAIL": self.author_email,
-            "GIT_COMMITTER_NAME": self.author_name,
-            "GIT_COMMITTER_EMAIL": self.author_email,
-        }
-        safe = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
 
         def git(*args: str) -> str:
-            done = subprocess.run(
-                ["git", *safe, *args],
-                cwd=checkout,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
-            if done.returncode != 0:
-                raise PublishError(f"git {args[0]}: {done.stderr.strip()[-500:]}")
-            return done.stdout
+            try:
+                return self.git(*args, cwd=workspace.repo, git_dir=workspace.git_dir)
+            except GitError as exc:
+                raise PublishError(str(exc)) from exc
 
-        git("add", "--all")
+        # A folder with a `.git` of its own (a `git init` the model ran, a vendored clone) would
+        # become a broken submodule, or stop `git add` altogether: it is left out.
+        nested = nested_repositories(workspace.repo)
+        if nested:
+            logger.warning("Not committing nested repositories: %s", ", ".join(nested))
+        git("add", "--all", "--", ".", *(f":(top,literal,exclude){path}" for path in nested))
         if not git("status", "--porcelain").strip():
             return None
         git("commit", "--quiet", "--no-verify", "-m", message)
         return git("rev-parse", "HEAD").strip()
 
-    def push(self, mirror: Path, checkout: Path, branch: str) -> str:
+    def push(self, mirror: Path, workspace: TaskWorkspace, branch: str) -> str:
         """Bring the branch into the mirror and push it from there; returns the pushed commit."""
         try:
             self.git(
                 "fetch",
                 "--quiet",
                 "--no-tags",
-                str(checkout),
+                str(workspace.git_dir),
                 f"+refs/heads/{branch}:refs/heads/{branch}",
                 cwd=mirror,
             )

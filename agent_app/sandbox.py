@@ -62,9 +62,12 @@ class CommandRunner:
         secrets: list[str],
         output_chars: int = 20_000,
         path: str = BASE_ENV["PATH"],
+        readable: list[Path] = (),
     ) -> None:
-        """``mode``: "bwrap", "none" or "auto" (bwrap when it works here)."""
+        """``mode``: "bwrap", "none" or "auto" (bwrap when it works here); ``readable``: paths
+        under hidden ones that commands may read (bound read-only)."""
         self.hidden = [Path(p) for p in hidden]
+        self.readable = [Path(p) for p in readable]
         self.secrets = [s for s in secrets if s]
         self.output_chars = output_chars
         self.path = path
@@ -88,8 +91,9 @@ class CommandRunner:
         for path in self.hidden:  # configuration and the other tasks disappear
             if path.exists():
                 argv += ["--tmpfs", str(path)]
-        for path in readable:
-            argv += ["--ro-bind", str(path), str(path)]
+        for path in [*self.readable, *readable]:
+            if path.exists():
+                argv += ["--ro-bind", str(path), str(path)]
         for path in writable:
             argv += ["--bind", str(path), str(path)]
         return [*argv, "--chdir", str(cwd), "bash", "-c", command]

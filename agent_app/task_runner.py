@@ -104,15 +104,8 @@ class TaskRunner:
     ) -> tuple[repo_tests.TestRun | None, str]:
         """Claude's loop, then the tests (with fix rounds); returns (tests, Claude's summary)."""
         task = running.data
-        runner = self._runner(workspace)
-        readable = [self.workspaces.mirror_path(task["repository"])]
-        tools = ToolSet(
-            workspace.repo,
-            runner,
-            self.config.limits.command_timeout,
-            running.cancel,
-            readable=readable,
-        )
+        runner = self._runner(task, workspace)
+        tools = ToolSet(workspace.repo, runner, self.config.limits.command_timeout, running.cancel)
         conversation = Conversation(
             system=prompts.system_blocks(
                 task["repository"], branch, task.get("specialty") or "general", workspace.repo
@@ -179,9 +172,9 @@ class TaskRunner:
         task = running.data
         running.phase = "publishing"
         self._guard(running)
-        commit = self.publisher.commit_all(workspace.repo, _commit_message(task, summary))
+        commit = self.publisher.commit_all(workspace, _commit_message(task, summary))
         mirror = self.workspaces.mirror_path(task["repository"])
-        pushed = self.publisher.push(mirror, workspace.repo, branch)
+        pushed = self.publisher.push(mirror, workspace, branch)
         if commit is None and task.get("kind") != "follow_up" and not task.get("pr_number"):
             raise AgentError("Claude finished without changing anything")
         failing = tests is not None and not tests.ok
@@ -223,11 +216,9 @@ class TaskRunner:
         if workspace is not None and workspace.repo.exists():
             branch = workspace.read_metadata().get("branch")
             try:
-                self.publisher.commit_all(
-                    workspace.repo, f"WIP: {task['title']}\n\nCheckpoint: {why}"
-                )
+                self.publisher.commit_all(workspace, f"WIP: {task['title']}\n\nCheckpoint: {why}")
                 pushed = self.publisher.push(
-                    self.workspaces.mirror_path(task["repository"]), workspace.repo, branch
+                    self.workspaces.mirror_path(task["repository"]), workspace, branch
                 )
             except AgentError as exc:
                 logger.error("Task %s: checkpoint could not be pushed: %s", task["id"], exc)
@@ -253,13 +244,16 @@ class TaskRunner:
 
     # Helpers -----------------------------------------------------------------------------
 
-    def _runner(self, workspace: TaskWorkspace) -> CommandRunner:
+    def _runner(self, task: dict, workspace: TaskWorkspace) -> CommandRunner:
+        """Commands see the checkout (writable), its git directory and the repository's mirror
+        (read-only: `git log` and `git diff` work, nothing can be written there)."""
         return CommandRunner(
             self.config.sandbox,
             self.hidden,
             self.config.secrets,
             self.config.limits.output_chars,
             self.config.command_path,
+            readable=[workspace.git_dir, self.workspaces.mirror_path(task["repository"])],
         )
 
     def _guard(self, running: RunningTask) -> None:

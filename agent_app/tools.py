@@ -38,13 +38,11 @@ class ToolSet:
         runner: CommandRunner,
         command_timeout: float,
         cancel: threading.Event,
-        readable: list[Path] = (),
     ) -> None:
         self.repo = repo.resolve()
         self.runner = runner
         self.command_timeout = command_timeout
         self.cancel = cancel
-        self.readable = list(readable)
 
     def execute(self, name: str, tool_input: dict[str, Any]) -> ToolResult:
         try:
@@ -64,9 +62,7 @@ class ToolSet:
         command = tool_input.get("command")
         if not isinstance(command, str) or not command.strip():
             raise ToolFailure("bash needs a non-empty 'command'")
-        result = self.runner.run(
-            command, self.repo, self.command_timeout, self.cancel, readable=self.readable
-        )
+        result = self.runner.run(command, self.repo, self.command_timeout, self.cancel)
         text = result.output or "(no output)"
         if result.exit_code not in (0, None):
             text += f"\n[exit status {result.exit_code}]"

@@ -2,7 +2,9 @@
 
 Layout under the workspace root (the seed's):
     mirrors/<owner>__<repo>.git      one `git clone --mirror`, then `git fetch` per task
-    tasks/task-<id>/repo/            the checkout (objects shared with the mirror)
+    tasks/task-<id>/repo/            the checkout the model works in (its .git is a file)
+    tasks/task-<id>/git/             its git directory (objects shared with the mirror): the
+                                     sandbox may read it, only the agent writes it
     tasks/task-<id>/metadata.json    what the task is and where it stands
     tasks/task-<id>/transcript.jsonl every model request, tool call and result
 """
@@ -34,6 +36,10 @@ class TaskWorkspace:
     @property
     def repo(self) -> Path:
         return self.root / "repo"
+
+    @property
+    def git_dir(self) -> Path:
+        return self.root / "git"
 
     @property
     def transcript(self) -> Path:
@@ -100,25 +106,23 @@ class Workspaces:
         """A fresh checkout of ``branch`` (existing on the remote) or a new branch from ``base``."""
         mirror = self.update_mirror(repository, clone_url)
         workspace = TaskWorkspace(self.root / "tasks" / f"task-{task_id}")
-        if workspace.repo.exists():
-            shutil.rmtree(
-                workspace.repo
-            )  # a previous attempt: start clean, the branch has its work
+        for previous in (workspace.repo, workspace.git_dir):  # an earlier attempt: start clean
+            shutil.rmtree(previous, ignore_errors=True)
         workspace.root.mkdir(parents=True, exist_ok=True)
+        repo, git_dir = workspace.repo, workspace.git_dir
         try:
-            # --shared borrows the mirror's objects: no copy, no download.
-            self.git(
-                "clone", "--quiet", "--shared", "--no-checkout", str(mirror), str(workspace.repo)
-            )
-            self.git("remote", "set-url", "origin", clone_url, cwd=workspace.repo)
-            if self._has_ref(workspace.repo, f"refs/remotes/origin/{branch}"):
+            # --shared borrows the mirror's objects: no copy, no download. The git directory
+            # stays outside the checkout, where commands in the sandbox cannot write.
+            self.git("clone", "--quiet", "--shared", "--no-checkout",
+                     f"--separate-git-dir={git_dir}", str(mirror), str(repo))  # fmt: skip
+            self.git("remote", "set-url", "origin", clone_url, cwd=repo, git_dir=git_dir)
+            if self._has_ref(workspace, f"refs/remotes/origin/{branch}"):
                 # A follow-up or a retry: continue on the branch and its pushed work.
-                self.git(
-                    "checkout", "--quiet", "-B", branch, f"origin/{branch}", cwd=workspace.repo
-                )
+                self.git("checkout", "--quiet", "-B", branch, f"origin/{branch}",
+                         cwd=repo, git_dir=git_dir)  # fmt: skip
             else:
                 start = f"origin/{base}" if base else "origin/HEAD"
-                self.git("checkout", "--quiet", "-b", branch, start, cwd=workspace.repo)
+                self.git("checkout", "--quiet", "-b", branch, start, cwd=repo, git_dir=git_dir)
         except GitError as exc:
             raise WorkspaceError(f"cannot check out {branch} of {repository}: {exc}") from exc
         workspace.write_metadata(
@@ -126,9 +130,10 @@ class Workspaces:
         )
         return workspace
 
-    def _has_ref(self, repo: Path, ref: str) -> bool:
+    def _has_ref(self, workspace: TaskWorkspace, ref: str) -> bool:
         try:
-            self.git("rev-parse", "--verify", "--quiet", ref, cwd=repo)
+            self.git("rev-parse", "--verify", "--quiet", ref, cwd=workspace.repo,
+                     git_dir=workspace.git_dir)  # fmt: skip
         except GitError:
             return False
         return True

@@ -328,6 +328,6 @@ def test_prompt_injection_reveals_no_secret(cluster_factory):
         for secret in secrets:
             assert secret not in transcript
         workspace_git = (
-            cluster.tmp / "agent-1" / "tasks" / f"task-{task['id']}" / "repo" / ".git" / "config"
+            cluster.tmp / "agent-1" / "tasks" / f"task-{task['id']}" / "git" / "config"
         ).read_text()
         assert TOKENS["cluster-bot"] not in workspace_git

@@ -108,10 +108,10 @@ def test_the_second_task_on_a_repository_reuses_the_mirror(tmp_path):
         second = workspaces.prepare(2, REPO, clone_url, "claude/issue-2-b", "main")
         assert sorted(p.name for p in (mirror / "objects" / "pack").glob("*.pack")) == packs
         for workspace in (first, second):
-            alternates = (workspace.repo / ".git" / "objects" / "info" / "alternates").read_text()
+            alternates = (workspace.git_dir / "objects" / "info" / "alternates").read_text()
             assert str(mirror) in alternates  # objects borrowed, not copied
             assert (workspace.repo / "widgets" / "__init__.py").exists()
-            git_config = (workspace.repo / ".git" / "config").read_text()
+            git_config = (workspace.git_dir / "config").read_text()
             assert TOKENS["cluster-bot"] not in git_config
         branch = subprocess.run(
             ["git", "branch", "--show-current"],
