@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agent_app import checkout_files
+
 CONVENTION_FILES = ("CLAUDE.md", "CONTRIBUTING.md", "README.md")
 MAX_CONVENTION_CHARS = 12_000
 
@@ -37,10 +39,9 @@ def system_blocks(repository: str, branch: str, specialty: str, repo: Path) -> l
     blocks = [{"type": "text", "text": f"{rules}\n\n{SPECIALTY_FOCUS.get(specialty, '')}"}]
     conventions = []
     for name in CONVENTION_FILES:
-        path = repo / name
-        if path.is_file():
-            text = path.read_text(errors="replace")[:MAX_CONVENTION_CHARS]
-            conventions.append(f'<file name="{name}">\n{text}\n</file>')
+        text = checkout_files.read_text(repo, name, MAX_CONVENTION_CHARS * 4)
+        if text is not None:
+            conventions.append(f'<file name="{name}">\n{text[:MAX_CONVENTION_CHARS]}\n</file>')
     if conventions:
         blocks.append(
             {

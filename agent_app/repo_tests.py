@@ -9,6 +9,7 @@ import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from agent_app import checkout_files
 from agent_app.sandbox import CommandRunner
 
 # A repository may name its command in .claude-cluster.toml: test_command = "make check".
@@ -81,23 +82,24 @@ class TestRun:
 
 def detect(repo: Path) -> str | None:
     """The command that runs this repository's tests, or None when it has none we know."""
-    config = repo / REPO_CONFIG
-    if config.is_file():
+    config = checkout_files.read_text(repo, REPO_CONFIG)
+    if config is not None:
         try:
-            command = tomllib.loads(config.read_text()).get("test_command")
+            command = tomllib.loads(config).get("test_command")
         except tomllib.TOMLDecodeError:
             command = None
         if isinstance(command, str) and command.strip():
             return command
-    if (repo / "package.json").is_file():
+    package = checkout_files.read_text(repo, "package.json")
+    if package is not None:
         try:
-            scripts = json.loads((repo / "package.json").read_text()).get("scripts", {})
-        except ValueError:
+            scripts = json.loads(package).get("scripts", {})
+        except (ValueError, AttributeError):
             scripts = {}
-        if "test" in scripts:
+        if isinstance(scripts, dict) and "test" in scripts:
             return "npm test"
-    makefile = repo / "Makefile"
-    if makefile.is_file() and re.search(r"^test:", makefile.read_text(errors="replace"), re.M):
+    makefile = checkout_files.read_text(repo, "Makefile")
+    if makefile is not None and re.search(r"^test:", makefile, re.M):
         return "make test"
     if (repo / "go.mod").is_file():
         return "go test ./..."
