@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent_app.sandbox import MODES
 from coordinator_app.config import SPECIALTIES
 from coordinator_app.exceptions import ConfigError
 from coordinator_app.settings import load_settings
@@ -73,8 +74,9 @@ class AgentConfig:
     github_token: str = ""
     git_author_name: str = "Claude Code Cluster"
     git_author_email: str = "claude-agent@users.noreply.github.com"
-    # Commands run through bwrap when available ("auto"), always ("bwrap") or never ("none").
-    sandbox: str = "auto"
+    # Commands run inside bubblewrap ("bwrap"); an agent whose sandbox fails its start-up probe
+    # takes no work. "none" runs them unsandboxed: development only, never with real secrets.
+    sandbox: str = "bwrap"
     # PATH of the model's commands and the test runs (the toolchains the repositories need).
     command_path: str = "/usr/local/bin:/usr/bin:/bin"
     # The agent's own HTTP API; empty api_token disables it.
@@ -109,8 +111,13 @@ class AgentConfig:
                 raise ConfigError(f"{name} is required")
         if not 1 <= self.max_tasks <= 64:
             raise ConfigError("max_tasks must be between 1 and 64")
-        if self.sandbox not in {"auto", "bwrap", "none"}:
-            raise ConfigError("sandbox must be auto, bwrap or none")
+        if self.sandbox == "auto":
+            raise ConfigError(
+                'sandbox = "auto" is gone (it ran commands unsandboxed where bubblewrap failed): '
+                'use "bwrap" (the default) or, for development only, "none"'
+            )
+        if self.sandbox not in MODES:
+            raise ConfigError(f"sandbox must be one of {', '.join(MODES)}")
         if not self.coordinator_url.startswith(("http://", "https://")):
             raise ConfigError(f"coordinator_url must be an http(s) URL: {self.coordinator_url!r}")
         for model, price in self.prices.items():

@@ -94,21 +94,22 @@ class CoordinatorClient:
         version: str,
         instance: str,
         address: str | None = None,
+        error: str | None = None,
     ) -> dict:
-        """Report liveness and renew task leases; the answer lists tasks to stop."""
+        """Report liveness and renew task leases; the answer lists tasks to stop. ``error``:
+        why the agent takes no work (with state "error")."""
         self._authenticate()
-        return self.request(
-            "POST",
-            f"/api/v1/agents/{self.agent_id}/heartbeat",
-            {
-                "state": state,
-                "load": load,
-                "tasks": tasks,
-                "version": version,
-                "instance": instance,
-                "address": address,
-            },
-        )
+        body = {
+            "state": state,
+            "load": load,
+            "tasks": tasks,
+            "version": version,
+            "instance": instance,
+            "address": address,
+        }
+        if error:
+            body["error"] = error
+        return self.request("POST", f"/api/v1/agents/{self.agent_id}/heartbeat", body)
 
     def claim(self, task_id: int) -> dict:
         return self.request("POST", f"/api/v1/tasks/{task_id}/claim")

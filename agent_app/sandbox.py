@@ -1,6 +1,11 @@
-"""Running the model's commands: in the task's folder, in their own process group, with a
-timeout, an environment without credentials, and (with bubblewrap) a view of the filesystem
-in which the agent's configuration and other tasks' workspaces do not exist."""
+"""Running the model's commands and the repository's scripts: in the task's folder, in their
+own process group, with a timeout, an environment without credentials, and inside bubblewrap,
+in a view of the filesystem where the agent's configuration and other tasks do not exist.
+
+The sandbox fails closed: ``bwrap`` is the default, :func:`probe` checks it at start-up with the
+very command line tasks use, and an agent whose sandbox does not hold takes no work. ``none``
+(no sandbox at all) is for development only and is logged as such.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +20,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent_app.exceptions import AgentError
+
 logger = logging.getLogger(__name__)
 
+MODES = ("bwrap", "none")
 KILL_GRACE_SECONDS = 2
 # The only variables a command sees; nothing of the agent's own environment leaks through.
 BASE_ENV = {
@@ -64,16 +72,16 @@ class CommandRunner:
         path: str = BASE_ENV["PATH"],
         readable: list[Path] = (),
     ) -> None:
-        """``mode``: "bwrap", "none" or "auto" (bwrap when it works here); ``readable``: paths
-        under hidden ones that commands may read (bound read-only)."""
+        """``mode``: "bwrap" or "none"; ``readable``: paths under hidden ones that commands may
+        read (bound read-only)."""
+        if mode not in MODES:
+            raise ValueError(f"sandbox mode must be one of {MODES}, not {mode!r}")
         self.hidden = [Path(p) for p in hidden]
         self.readable = [Path(p) for p in readable]
         self.secrets = [s for s in secrets if s]
         self.output_chars = output_chars
         self.path = path
-        self.use_bwrap = mode == "bwrap" or (mode == "auto" and bwrap_works())
-        if mode == "bwrap" and not bwrap_works():
-            raise RuntimeError("sandbox = bwrap, but bubblewrap is missing or not permitted here")
+        self.use_bwrap = mode == "bwrap"
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
@@ -159,24 +167,57 @@ def _kill_group(process: subprocess.Popen) -> None:
             continue
 
 
-_bwrap_ok: bool | None = None
+class SandboxUnavailable(AgentError):
+    """Commands cannot be run safely here; the message says what is wrong."""
 
 
-def bwrap_works() -> bool:
-    """Whether bubblewrap is installed and may create namespaces here (checked once)."""
-    global _bwrap_ok  # noqa: PLW0603 - a process-wide probe result
-    if _bwrap_ok is None:
-        binary = shutil.which("bwrap")
-        _bwrap_ok = (
-            bool(binary)
-            and subprocess.run(
-                [binary, "--ro-bind", "/", "/", "--unshare-pid", "--dev", "/dev", "true"],
-                capture_output=True,
-                check=False,
-                timeout=10,
-            ).returncode
-            == 0
+# Run inside the sandbox by probe(); each line checks one promise and names it when broken.
+PROBE_SCRIPT = """
+fail() {{ echo "sandbox probe: $*"; exit 1; }}
+for hidden in {hidden}; do
+    [ -z "$(ls -A "$hidden" 2>/dev/null)" ] || fail "$hidden is visible to commands"
+done
+[ ! -e {sentinel} ] || fail "another task's files are visible to commands"
+[ -r {git_dir}/HEAD ] || fail "the task's git directory is not readable"
+touch {git_dir}/probe 2>/dev/null && fail "the task's git directory is writable"
+touch probe && rm probe || fail "the checkout is not writable"
+[ "$$" -le 3 ] || fail "commands do not run in a PID namespace of their own (pid $$)"
+echo sandbox-ok
+"""
+
+
+def probe(mode: str, hidden: list[Path], scratch: Path, path: str = BASE_ENV["PATH"]) -> None:
+    """Run a command exactly as a task runs one, in a scratch task folder under ``scratch``,
+    and check that it sees what it must and nothing more; SandboxUnavailable says what failed.
+    ``hidden`` is what tasks hide (the configuration folder, the workspace root)."""
+    if mode == "none":
+        logger.warning(
+            "SANDBOX DISABLED (sandbox = none): commands run as the agent's user with its view "
+            "of the system. Development only; never with real credentials."
         )
-        if not _bwrap_ok:
-            logger.warning("bubblewrap unavailable: commands run without a filesystem sandbox")
-    return _bwrap_ok
+        return
+    if shutil.which("bwrap", path=path) is None:
+        raise SandboxUnavailable(f"bubblewrap (bwrap) is not installed (PATH {path})")
+    shutil.rmtree(scratch, ignore_errors=True)
+    repo, git_dir = scratch / "repo", scratch / "git"
+    repo.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", "--bare", str(git_dir)], check=True, timeout=30)
+    sentinel = scratch / "other-task-file"
+    sentinel.write_text("must not be visible\n")
+    script = PROBE_SCRIPT.format(
+        hidden=" ".join(_quote(p) for p in hidden if p.exists() and p not in scratch.parents),
+        sentinel=_quote(sentinel),
+        git_dir=_quote(git_dir),
+    )
+    try:
+        runner = CommandRunner(mode, hidden, [], path=path, readable=[git_dir])
+        result = runner.run(script, repo, timeout=30)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if result.exit_code != 0 or "sandbox-ok" not in result.output:
+        reason = result.output.strip().splitlines()[-1:] or [f"exit code {result.exit_code}"]
+        raise SandboxUnavailable(reason[0][:300])
+
+
+def _quote(path: Path) -> str:
+    return "'" + str(path).replace("'", "'\\''") + "'"

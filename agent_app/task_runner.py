@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_app import prompts, repo_tests
+from agent_app import prompts, repo_tests, sandbox
 from agent_app.config import AgentConfig
 from agent_app.coordinator_client import CoordinatorClient
 from agent_app.exceptions import AgentError, Cancelled, CoordinatorUnavailable, LimitExceeded
@@ -63,6 +63,16 @@ class TaskRunner:
         self.executor = executor
         self.publisher = publisher
 
+    def sandbox_problem(self) -> str | None:
+        """Why commands cannot run safely here, or None: the sandbox is probed with the very
+        command line tasks use (see agent_app.sandbox.probe)."""
+        scratch = self.workspaces.root / "tasks" / "sandbox-probe"
+        try:
+            sandbox.probe(self.config.sandbox, self.hidden, scratch, self.config.command_path)
+        except sandbox.SandboxUnavailable as exc:
+            return str(exc)
+        return None
+
     def budget(self, task: dict) -> Budget:
         """The task's budget, never above this agent's own ceilings."""
         given, ceiling = task.get("budget") or {}, self.config.limits
@@ -108,9 +118,9 @@ class TaskRunner:
         tools = ToolSet(workspace.repo, runner, self.config.limits.command_timeout, running.cancel)
         conversation = Conversation(
             system=prompts.system_blocks(
-                task["repository"], branch, task.get("specialty") or "general", workspace.repo
+                task["repository"], branch, task.get("specialty") or "general"
             ),
-            messages=[{"role": "user", "content": prompts.task_message(task)}],
+            messages=[{"role": "user", "content": prompts.task_message(task, workspace.repo)}],
         )
         budget = self.budget(task)
         command = repo_tests.detect(workspace.repo)

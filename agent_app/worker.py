@@ -54,6 +54,8 @@ class Worker:
         self.cold = threading.Event()  # cold stop requested
         self.draining = False  # the coordinator asked us to drain
         self.state = "starting"
+        # Why this agent takes no work (its sandbox failed the start-up probe), or None.
+        self.error: str | None = None
         self._last_cleanup = 0.0
 
     # Lifecycle ---------------------------------------------------------------------------
@@ -115,7 +117,14 @@ class Worker:
             delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
     def run(self) -> int:
-        """Run until stopped; returns the exit code."""
+        """Run until stopped; returns the exit code.
+
+        An agent whose sandbox does not hold still reports in, in the error state with the
+        reason (admin pages, `systemctl status`), but never claims a task.
+        """
+        self.error = self.runner.sandbox_problem()
+        if self.error:
+            logger.error("Agent %s: taking no work: %s", self.config.name, self.error)
         self.bootstrap()
         if self.stopping.is_set():
             return 0
@@ -123,7 +132,10 @@ class Worker:
         heartbeats.start()
         systemd.notify(ready="1", status=self.status_line())
         try:
-            self._claim_loop()
+            if self.error:
+                self.stopping.wait()
+            else:
+                self._claim_loop()
         finally:
             self._shutdown()
         return 0
@@ -227,6 +239,7 @@ class Worker:
             version=__version__,
             instance=self.instance,
             address=f"{self.config.api_host}:{self.config.api_port}",
+            error=self.error,
         )
         for task_id in answer.get("stop", []):
             task = self.tasks.get(task_id)
@@ -260,6 +273,8 @@ class Worker:
         return round(len(self.tasks) / self.config.max_tasks, 3)
 
     def _state(self) -> str:
+        if self.error:
+            return "error"
         if self.stopping.is_set() or self.draining:
             return "maintenance"
         return "busy" if self.tasks else "idle"
@@ -270,6 +285,8 @@ class Worker:
             f"task {t.id} ({t.data['repository']}#{t.data['issue_number']}: {t.phase})"
             for t in list(self.tasks.values())
         )
+        if self.error:
+            return f"error: taking no work: {self.error}"
         return f"{self._state()}; {len(self.tasks)}/{self.config.max_tasks} tasks" + (
             f": {tasks}" if tasks else ""
         )

@@ -149,6 +149,7 @@ def heartbeat(
     address: str | None,
     now: datetime,
     instance: str | None = None,
+    error: str | None = None,
 ) -> dict:
     """Record a heartbeat and renew the leases of the tasks the agent reports, in one go.
 
@@ -171,6 +172,7 @@ def heartbeat(
     agent.instance = instance or agent.instance
     agent.last_heartbeat_at = now
     agent.reported_state = state
+    agent.reported_error = error[:1000] if error and state == AgentState.ERROR.value else None
     agent.load = max(0.0, min(float(load), 99.0))
     agent.version = version or agent.version
     agent.address = address or agent.address

@@ -143,6 +143,8 @@ class Agent(Base):
     max_tasks: Mapped[int] = mapped_column(Integer, default=1)
     draining: Mapped[bool] = mapped_column(default=False)
     reported_state: Mapped[str | None] = mapped_column(String(20))  # what the agent last said
+    # Why the agent says it takes no work (with reported_state "error"), e.g. a broken sandbox.
+    reported_error: Mapped[str | None] = mapped_column(Text)
     load: Mapped[float] = mapped_column(Numeric(5, 3), default=0)
     version: Mapped[str | None] = mapped_column(String(40))
     address: Mapped[str | None] = mapped_column(String(200))

@@ -174,6 +174,7 @@ def agent_heartbeat(agent_id: int):
         version=typed(data, "version", str),
         address=typed(data, "address", str),
         instance=typed(data, "instance", str),
+        error=typed(data, "error", str),
         now=utcnow(),
     )
     get_session().commit()

@@ -80,6 +80,7 @@ def agent_json(agent: Agent, state: AgentState, running: int) -> dict[str, Any]:
         "id": agent.id,
         "name": agent.name,
         "state": state.value,
+        "error": agent.reported_error if state is AgentState.ERROR else None,
         "specialties": list(agent.specialties),
         "capabilities": list(agent.capabilities),
         "clearance": agent.clearance,

@@ -32,6 +32,21 @@ from simulators.github.testing import TOKENS, running_simulator, sample_seed
 from simulators.server import BackgroundServer
 from tests.coordinator.conftest import ADMIN_PASSWORD, WEBHOOK_SECRET, make_config
 
+
+def _bwrap_usable() -> bool:
+    """Whether bubblewrap can make its namespaces here (it can as root, and for users where
+    unprivileged user namespaces are allowed)."""
+    argv = ["bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--dev", "/dev", "--proc", "/proc",
+            "true"]  # fmt: skip
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=10, check=False).returncode == 0
+    except OSError:
+        return False
+
+
+BWRAP_USABLE = _bwrap_usable()
+needs_bwrap = pytest.mark.skipif(not BWRAP_USABLE, reason="bubblewrap cannot run here")
+
 REPO = "acme/widgets"
 CLAUDE_KEY = "sk-ant-test-claude-key-0123456789"
 # The virtualenv's console scripts (claude-agent). The model's commands and the repository's

@@ -10,6 +10,7 @@ import pytest
 
 from agent_app import checkout_files, prompts, repo_tests
 
+TASK = {"id": 1, "issue_number": 1, "title": "Fix it", "body": "Please."}
 SECRET = 'anthropic_api_key = "sk-ant-planted-0123456789"\ngithub_token = "ghp_planted"\n'
 
 
@@ -43,9 +44,9 @@ def test_links_and_fifos_are_not_read(hostile, caplog):
 
 
 def test_the_prompt_and_the_test_command_never_see_the_linked_secret(hostile):
-    system = "\n".join(b["text"] for b in prompts.system_blocks("a/b", "br", "backend", hostile))
-    assert "sk-ant-planted" not in system and "ghp_planted" not in system
-    assert "The repository's own conventions" not in system
+    first = "\n".join(b["text"] for b in prompts.task_message(TASK, hostile))
+    assert "sk-ant-planted" not in first and "ghp_planted" not in first
+    assert prompts.conventions(hostile) is None
     assert repo_tests.detect(hostile) is None  # neither the linked toml nor package.json
 
 
@@ -56,6 +57,5 @@ def test_regular_files_are_read(tmp_path):
     (tmp_path / "sub" / "x.txt").write_text("x")
     assert checkout_files.read_text(tmp_path, "sub/x.txt") == "x"
     assert checkout_files.read_text(tmp_path, "CLAUDE.md", limit=3) == "Use"
-    system = "\n".join(b["text"] for b in prompts.system_blocks("a/b", "br", "backend", tmp_path))
-    assert "Use tabs." in system
+    assert "Use tabs." in prompts.conventions(tmp_path)
     assert repo_tests.detect(tmp_path) == "make check"

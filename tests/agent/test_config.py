@@ -30,6 +30,7 @@ def test_file_then_environment(tmp_path):
         ({"agent_key": ""}, "agent_key is required"),
         ({"max_tasks": 0}, "max_tasks must be between"),
         ({"sandbox": "docker"}, "sandbox must be"),
+        ({"sandbox": "auto"}, 'sandbox = "auto" is gone'),
         ({"coordinator_url": "ftp://x"}, "coordinator_url must be"),
         ({"limits": {"max_turns": "lots"}}, "setting limits.max_turns"),
         ({"prices": {"opus": {"input": 1}}}, "prices.opus"),

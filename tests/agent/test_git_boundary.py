@@ -13,11 +13,11 @@ import pytest
 
 from agent_app.gitcmd import Git
 from agent_app.publisher import Publisher
-from agent_app.sandbox import CommandRunner, bwrap_works
+from agent_app.sandbox import CommandRunner
 from agent_app.workspace import Workspaces
 from simulators.github.config import SimulatorConfig
 from simulators.github.testing import TOKENS, running_simulator, sample_seed
-from tests.agent.conftest import REPO
+from tests.agent.conftest import REPO, needs_bwrap
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def test_the_agent_git_ignores_dangerous_settings_of_its_own_git_directory(check
     assert not marker.exists()
 
 
-@pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot create namespaces here")
+@needs_bwrap
 def test_commands_in_the_sandbox_cannot_write_the_git_directory(checkout):
     workspace, _publisher, mirror, _tmp = checkout
     runner = CommandRunner(

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent_app.sandbox import CommandRunner, bwrap_works
+from agent_app.sandbox import CommandRunner
 from agent_app.tools import ToolSet
+from tests.agent.conftest import needs_bwrap
 
 SECRET = "sk-ant-very-secret-key"
 
@@ -145,7 +146,7 @@ def test_long_output_keeps_head_and_tail(tools):
     assert "characters omitted" in result.content and len(result.content) < 2200
 
 
-@pytest.mark.skipif(not bwrap_works(), reason="bubblewrap not usable on this machine")
+@needs_bwrap
 def test_bubblewrap_hides_the_configuration_and_other_tasks(repo, tmp_path):
     config_dir = tmp_path / "etc-claude-agent"
     config_dir.mkdir()

@@ -1,0 +1,50 @@
+"""Text written by people outside the team (issues, comments, repository files), made fit to
+show the model: what a maintainer could not see on GitHub is removed, and what remains is
+marked as data, never as instructions.
+
+A maintainer who adds the trigger label has read the rendered issue. HTML comments, markdown
+comments (link definitions to `#`), zero-width, bidi and other invisible format characters do
+not show there, so an instruction hidden in them would reach the model unseen: they go.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+
+HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+# `[//]: # (hidden)`, `[comment]: <> "hidden"`: link definitions nothing links to, a common way
+# to hide text in markdown.
+MARKDOWN_COMMENT = re.compile(r"^ {0,3}\[[^\]\n]*\]:[ \t]*(?:#|<>)(?:[ \t].*)?$", re.M)
+
+
+@dataclass
+class Cleaned:
+    """Text with its hidden parts removed, and how many were."""
+
+    text: str
+    removed: int
+
+
+def clean(text: str) -> Cleaned:
+    """Remove the parts of ``text`` that GitHub does not render visibly."""
+    removed = 0
+    text, count = HTML_COMMENT.subn("", text)
+    removed += count
+    text, count = MARKDOWN_COMMENT.subn("", text)
+    removed += count
+    # Format characters (Unicode category Cf): zero-width spaces and joiners, bidi embeddings,
+    # overrides and isolates, the BOM, soft hyphens, invisible tag characters.
+    visible = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    removed += len(text) - len(visible)
+    return Cleaned(visible.replace("\r\n", "\n"), removed)
+
+
+def wrap(kind: str, text: str) -> str:
+    """``text`` between markers the model is told to treat as data. The marker's id comes from
+    the text itself: text cannot contain its own closing marker, and the same text always gets
+    the same marker (prompt caching stays possible)."""
+    tag = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return f'<untrusted-data kind="{kind}" id="{tag}">\n{text}\n</untrusted-data id="{tag}">'

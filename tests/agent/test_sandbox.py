@@ -1,0 +1,123 @@
+"""The sandbox fails closed: the start-up probe runs the command line tasks use and checks each
+promise; an agent whose sandbox breaks one reports the error state and claims nothing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from agent_app import sandbox
+from agent_app.sandbox import CommandRunner, SandboxUnavailable
+from tests.agent.conftest import needs_bwrap
+from tests.coordinator.test_admin_pages import admin_session
+
+
+@pytest.fixture
+def layout(tmp_path):
+    """An agent's configuration folder (with a secret) and workspace root."""
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    (config_dir / "agent.toml").write_text('anthropic_api_key = "sk-ant-secret"\n')
+    root = tmp_path / "var"
+    (root / "tasks" / "task-7").mkdir(parents=True)
+    return config_dir, root
+
+
+@needs_bwrap
+def test_the_probe_passes_when_the_sandbox_holds(layout):
+    config_dir, root = layout
+    sandbox.probe("bwrap", [config_dir, root], root / "tasks" / "sandbox-probe")
+    assert not (root / "tasks" / "sandbox-probe").exists()  # it cleans up
+
+
+def drop_options(monkeypatch, *unwanted: str) -> None:
+    """Make every command line lack ``unwanted`` options (and their argument)."""
+    original = CommandRunner.argv
+
+    def weakened(self, *args, **kwargs):
+        argv, out, skip = original(self, *args, **kwargs), [], 0
+        for index, part in enumerate(argv):
+            if skip:
+                skip -= 1
+                continue
+            if part in unwanted:
+                # --tmpfs PATH / --ro-bind SRC DST / --unshare-pid: drop with their arguments.
+                skip = {"--tmpfs": 1, "--ro-bind": 2}.get(part, 0)
+                if part == "--ro-bind" and argv[index + 1] == "/":
+                    out.append(part)
+                    skip = 0
+                continue
+            out.append(part)
+        return out
+
+    monkeypatch.setattr(CommandRunner, "argv", weakened)
+
+
+@needs_bwrap
+@pytest.mark.parametrize(
+    ("weakness", "reason"),
+    [
+        (("--tmpfs",), "is visible to commands"),  # configuration and other tasks not hidden
+        (("--unshare-pid",), "PID namespace of their own"),
+    ],
+)
+def test_the_probe_names_a_broken_promise(layout, monkeypatch, weakness, reason):
+    config_dir, root = layout
+    drop_options(monkeypatch, *weakness)
+    with pytest.raises(SandboxUnavailable, match=reason):
+        sandbox.probe("bwrap", [config_dir, root], root / "tasks" / "sandbox-probe")
+
+
+@needs_bwrap
+def test_the_probe_finds_a_writable_git_directory(layout, monkeypatch):
+    config_dir, root = layout
+    original = CommandRunner.argv
+
+    def writable_git(self, command, cwd, writable, readable):
+        return original(self, command, cwd, [*writable, *self.readable], readable)
+
+    monkeypatch.setattr(CommandRunner, "argv", writable_git)
+    with pytest.raises(SandboxUnavailable, match="git directory is writable"):
+        sandbox.probe("bwrap", [config_dir, root], root / "tasks" / "sandbox-probe")
+
+
+def test_without_bubblewrap_the_probe_fails(layout, tmp_path):
+    config_dir, root = layout
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    with pytest.raises(SandboxUnavailable, match=r"bubblewrap \(bwrap\) is not installed"):
+        sandbox.probe("bwrap", [config_dir, root], root / "tasks" / "probe", path=str(empty))
+
+
+def test_none_is_allowed_but_warned(layout, caplog):
+    config_dir, root = layout
+    sandbox.probe("none", [config_dir, root], root / "tasks" / "probe")
+    assert "SANDBOX DISABLED" in caplog.text
+
+
+def test_an_agent_whose_sandbox_fails_reports_the_error_and_claims_nothing(
+    cluster_factory, tmp_path
+):
+    no_bwrap = tmp_path / "bin-without-bwrap"
+    no_bwrap.mkdir()
+    with cluster_factory([]) as cluster:
+        worker = cluster.agent("agent-1", command_path=str(no_bwrap))
+        number = cluster.label_issue("Add a triple function", "widgets should offer triple(x)")
+        task = cluster.wait_for(number, states=("queued",), timeout=20)
+        deadline = time.monotonic() + 20
+        agent = None
+        while time.monotonic() < deadline and not (agent and agent["state"] == "error"):
+            time.sleep(0.3)
+            agents = cluster.client.get("/api/v1/agents", headers=cluster.admin_headers).json
+            agent = agents["items"][0] if agents["items"] else None
+        assert agent and agent["state"] == "error", agent
+        assert "bubblewrap (bwrap) is not installed" in agent["error"]
+        time.sleep(2)  # claims would have happened by now
+        task = cluster.task(number)
+        assert task["state"] == "queued" and task["agent"] is None, task
+        assert worker.status_line().startswith("error: taking no work: bubblewrap")
+        session = admin_session(cluster.coordinator_url)
+        page = session.get(f"{cluster.coordinator_url}/admin/agents", timeout=5).text
+        session.close()
+        assert "bubblewrap (bwrap) is not installed" in page
