@@ -66,7 +66,11 @@ def check(ctx: click.Context) -> None:
 def build_worker(config: AgentConfig, config_path: str | None) -> Worker:
     """Wire the agent's collaborators from its configuration."""
     coordinator = CoordinatorClient(
-        config.coordinator_url, config.name, config.agent_key, config.coordinator_ca_file
+        config.coordinator_url,
+        config.name,
+        config.agent_key,
+        config.coordinator_ca_file,
+        secrets=config.secrets,
     )
     git = Git(config.github_token, config.git_author_name, config.git_author_email)
     workspaces = Workspaces(config.workspace_root, git)
@@ -86,6 +90,7 @@ def build_worker(config: AgentConfig, config_path: str | None) -> Worker:
         config.github_api_url,
         config.github_token,
         (config.git_author_name, config.git_author_email),
+        secrets=config.secrets,
     )
     hidden = [Path(config_path or DEFAULT_CONFIG_FILE).resolve().parent]
     runner = TaskRunner(config, coordinator, workspaces, executor, publisher, hidden)

@@ -10,6 +10,7 @@ from typing import Any
 import requests
 
 from agent_app.exceptions import CoordinatorRefused, CoordinatorUnavailable
+from agent_app.redaction import Redactor
 
 logger = logging.getLogger(__name__)
 TOKEN_MARGIN_SECONDS = 60  # renew the bearer token this long before it expires
@@ -19,11 +20,20 @@ class CoordinatorClient:
     """Thread-safe client; one per agent process, shared by its task threads."""
 
     def __init__(
-        self, url: str, name: str, key: str, ca_file: str = "", timeout: float = 15
+        self,
+        url: str,
+        name: str,
+        key: str,
+        ca_file: str = "",
+        timeout: float = 15,
+        secrets: list[str] = (),
     ) -> None:
         self.url = url.rstrip("/")
         self.name = name
         self._key = key
+        # Every request body (progress, results, errors) passes the outbound filter; only the
+        # token exchange, which must carry the key, does not.
+        self._redact = Redactor([key, *secrets])
         self._timeout = timeout
         self._session = requests.Session()
         # An empty CA file means the system store (a public certificate) or plain HTTP.
@@ -58,7 +68,7 @@ class CoordinatorClient:
         for attempt in range(2):
             token = self._authenticate()
             try:
-                return self._send(method, path, json=json, token=token)
+                return self._send(method, path, json=self._redact.scrub(json), token=token)
             except CoordinatorRefused as exc:
                 if exc.status != 401 or attempt:
                     raise

@@ -21,6 +21,7 @@ import anthropic
 
 from agent_app.config import ModelPrice
 from agent_app.exceptions import Cancelled, LimitExceeded
+from agent_app.redaction import Redactor
 from agent_app.tools import TOOL_DEFINITIONS, ToolSet
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class Executor:
         self.max_output_tokens = max_output_tokens
         self.price = price
         self.gate = gate
-        self.secrets = [s for s in secrets if s]
+        self.redact = Redactor(secrets)
 
     def run(
         self,
@@ -252,9 +253,7 @@ class Executor:
         raise AssertionError("unreachable")
 
     def _record(self, transcript: Path, entry: dict) -> None:
-        line = json.dumps({"at": time.time(), **entry}, default=str)
-        for secret in self.secrets:
-            line = line.replace(secret, "***")
+        line = self.redact(json.dumps({"at": time.time(), **entry}, default=str))
         with transcript.open("a") as handle:
             handle.write(line + "\n")
 

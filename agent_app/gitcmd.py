@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 from agent_app.exceptions import AgentError
+from agent_app.redaction import Redactor
 
 # Settings that run programs or read other files; fixed whatever a configuration says.
 FIXED_CONFIG = {
@@ -45,7 +46,7 @@ class Git:
     """
 
     def __init__(self, token: str, author_name: str, author_email: str) -> None:
-        self._token = token
+        self.redact = Redactor([token])
         basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
         fixed = {"http.extraHeader": f"Authorization: Basic {basic}", **FIXED_CONFIG}
         self._env = {
@@ -66,9 +67,6 @@ class Git:
         for index, (key, value) in enumerate(fixed.items()):
             self._env[f"GIT_CONFIG_KEY_{index}"] = key
             self._env[f"GIT_CONFIG_VALUE_{index}"] = value
-
-    def redact(self, text: str) -> str:
-        return text.replace(self._token, "***") if self._token else text
 
     def __call__(
         self,

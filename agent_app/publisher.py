@@ -19,6 +19,7 @@ import github
 
 from agent_app.exceptions import PublishError
 from agent_app.gitcmd import Git, GitError
+from agent_app.redaction import Redactor
 from agent_app.workspace import TaskWorkspace
 from coordinator_app.github_gateway import github_client
 
@@ -53,10 +54,19 @@ class PullRequest:
 class Publisher:
     """Everything that leaves the agent for GitHub."""
 
-    def __init__(self, git: Git, api_url: str, token: str, author: tuple[str, str]) -> None:
+    def __init__(
+        self,
+        git: Git,
+        api_url: str,
+        token: str,
+        author: tuple[str, str],
+        secrets: list[str] = (),
+    ) -> None:
+        """``secrets``: what must never leave in a commit, a diff or a pull request."""
         self.git = git
         self.github = github_client(api_url, token)
         self.author_name, self.author_email = author
+        self.redact = Redactor([token, *secrets])
 
     def close(self) -> None:
         self.github.close()
@@ -83,11 +93,16 @@ class Publisher:
         git("add", "--all", "--", ".", *(f":(top,literal,exclude){path}" for path in nested))
         if not git("status", "--porcelain").strip():
             return None
-        git("commit", "--quiet", "--no-verify", "-m", message)
+        git("commit", "--quiet", "--no-verify", "-m", self.redact(message))
         return git("rev-parse", "HEAD").strip()
 
     def push(self, mirror: Path, workspace: TaskWorkspace, branch: str) -> str:
-        """Bring the branch into the mirror and push it from there; returns the pushed commit."""
+        """Bring the branch into the mirror and push it from there; returns the pushed commit.
+
+        The new commits (their messages and diffs) are checked first: a change that holds a
+        secret is not pushed, and stays on the agent host for an operator to look at.
+        """
+        self._refuse_secrets(workspace, branch)
         try:
             self.git(
                 "fetch",
@@ -105,6 +120,20 @@ class Publisher:
         except GitError as exc:
             raise PublishError(f"push of {branch} failed: {exc}") from exc
 
+    def _refuse_secrets(self, workspace: TaskWorkspace, branch: str) -> None:
+        try:
+            # The commits on the branch that the remote did not have when the task began.
+            new = self.git("log", "--patch", "--binary", "--format=%B", branch, "--not",
+                           "--remotes", cwd=workspace.repo, git_dir=workspace.git_dir)  # fmt: skip
+        except GitError as exc:
+            raise PublishError(f"cannot check the change before pushing: {exc}") from exc
+        found = self.redact.findings(new)
+        if found:
+            raise PublishError(
+                f"the change holds {', '.join(found)}; it was not pushed. The work stays on the "
+                f"agent host in {workspace.root} for an operator to inspect"
+            )
+
     def open_or_update_pr(
         self, repository: str, branch: str, base: str, title: str, body: str, draft: bool
     ) -> PullRequest:
@@ -117,6 +146,7 @@ class Publisher:
         repo = self.github.get_repo(repository)
         owner = repository.split("/", maxsplit=1)[0]
         try:
+            title, body = self.redact(title), self.redact(body)
             for pull in repo.get_pulls(state="open", head=f"{owner}:{branch}"):
                 pull.edit(body=body)
                 if pull.draft and not draft:

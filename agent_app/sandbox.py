@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent_app.exceptions import AgentError
+from agent_app.redaction import Redactor
 
 logger = logging.getLogger(__name__)
 
@@ -78,15 +79,10 @@ class CommandRunner:
             raise ValueError(f"sandbox mode must be one of {MODES}, not {mode!r}")
         self.hidden = [Path(p) for p in hidden]
         self.readable = [Path(p) for p in readable]
-        self.secrets = [s for s in secrets if s]
+        self.redact = Redactor(secrets)
         self.output_chars = output_chars
         self.path = path
         self.use_bwrap = mode == "bwrap"
-
-    def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
 
     def argv(self, command: str, cwd: Path, writable: list[Path], readable: list[Path]):
         """The command line: plain bash, or bash inside a bubblewrap view of the system."""

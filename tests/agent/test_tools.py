@@ -106,7 +106,7 @@ def test_bash_runs_in_the_checkout_with_a_scrubbed_environment(tools, repo, monk
 
 def test_secrets_in_output_are_redacted(tools):
     result = tools.execute("bash", {"command": f"echo key={SECRET}"})
-    assert SECRET not in result.content and "key=***" in result.content
+    assert SECRET not in result.content and "key=[REDACTED]" in result.content
 
 
 def test_failing_command_is_an_error_result(tools):
