@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +21,12 @@ import github
 from agent_app.exceptions import PublishError
 from agent_app.gitcmd import Git, GitError
 from agent_app.redaction import Redactor
+from agent_app.repo_tests import REPO_CONFIG
 from agent_app.workspace import TaskWorkspace
 from coordinator_app.github_gateway import github_client
 
 logger = logging.getLogger(__name__)
+WORKFLOWS = ".github/workflows"
 
 
 def branch_name(issue_number: int, title: str) -> str:
@@ -42,6 +45,15 @@ def nested_repositories(checkout: Path) -> list[str]:
         elif ".git" in dirs:
             dirs.remove(".git")
     return sorted(found)
+
+
+@dataclass
+class Commit:
+    """What commit_all made: the new commit (None when nothing could be committed), and the
+    paths it left out (workflow files, nested repositories)."""
+
+    sha: str | None
+    left_out: list[str]
 
 
 @dataclass
@@ -76,8 +88,8 @@ class Publisher:
         repo = self.github.get_repo(repository)
         return repo.clone_url, repo.default_branch
 
-    def commit_all(self, workspace: TaskWorkspace, message: str) -> str | None:
-        """Commit every change in the checkout; returns the new commit, or None if clean."""
+    def commit_all(self, workspace: TaskWorkspace, message: str) -> Commit:
+        """Commit every change in the checkout that may be pushed; say what was left out."""
 
         def git(*args: str) -> str:
             try:
@@ -91,10 +103,30 @@ class Publisher:
         if nested:
             logger.warning("Not committing nested repositories: %s", ", ".join(nested))
         git("add", "--all", "--", ".", *(f":(top,literal,exclude){path}" for path in nested))
-        if not git("status", "--porcelain").strip():
-            return None
+        # Workflow files run with the repository's secrets once pushed: only where the
+        # repository's own configuration (on its default branch, not in this checkout) says so.
+        workflows = git("diff", "--cached", "--name-only", "--", WORKFLOWS).split()
+        if workflows and not self._workflows_allowed(workspace):
+            git("reset", "--quiet", "--", WORKFLOWS)
+            logger.warning("Not committing workflow changes: %s", ", ".join(workflows))
+        else:
+            workflows = []
+        left_out = [*(f"{n}/ (a nested repository)" for n in nested), *workflows]
+        if not git("diff", "--cached", "--name-only").strip():
+            return Commit(None, left_out)
         git("commit", "--quiet", "--no-verify", "-m", self.redact(message))
-        return git("rev-parse", "HEAD").strip()
+        return Commit(git("rev-parse", "HEAD").strip(), left_out)
+
+    def _workflows_allowed(self, workspace: TaskWorkspace) -> bool:
+        try:
+            text = self.git("show", f"refs/remotes/origin/HEAD:{REPO_CONFIG}",
+                            cwd=workspace.repo, git_dir=workspace.git_dir)  # fmt: skip
+        except GitError:
+            return False  # no configuration: not allowed
+        try:
+            return tomllib.loads(text).get("allow_workflow_changes") is True
+        except tomllib.TOMLDecodeError:
+            return False
 
     def push(self, mirror: Path, workspace: TaskWorkspace, branch: str) -> str:
         """Bring the branch into the mirror and push it from there; returns the pushed commit.

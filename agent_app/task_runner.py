@@ -185,15 +185,15 @@ class TaskRunner:
         commit = self.publisher.commit_all(workspace, _commit_message(task, summary))
         mirror = self.workspaces.mirror_path(task["repository"])
         pushed = self.publisher.push(mirror, workspace, branch)
-        if commit is None and task.get("kind") != "follow_up" and not task.get("pr_number"):
-            raise AgentError("Claude finished without changing anything")
+        if commit.sha is None and task.get("kind") != "follow_up" and not task.get("pr_number"):
+            raise AgentError("Claude finished without changing anything that may be pushed")
         failing = tests is not None and not tests.ok
         pr = self.publisher.open_or_update_pr(
             task["repository"],
             branch,
             base,
             title=task["title"],
-            body=_pr_body(task, summary, tests, usage),
+            body=_pr_body(task, summary, tests, usage, commit.left_out),
             draft=failing,
         )
         self._report_state(task["id"], "review", pr_number=pr.number, pr_url=pr.url)
@@ -306,7 +306,7 @@ def _commit_message(task: dict, summary: str) -> str:
     return f"{subject[:72]}\n\n{summary.strip()[:3000]}\n\nIssue #{task['issue_number']}\n"
 
 
-def _pr_body(task: dict, summary: str, tests, usage: Usage) -> str:
+def _pr_body(task: dict, summary: str, tests, usage: Usage, left_out: list[str]) -> str:
     if tests is None:
         test_line = "No test suite was found in the repository."
     elif tests.ok:
@@ -318,6 +318,15 @@ def _pr_body(task: dict, summary: str, tests, usage: Usage) -> str:
         )
     else:
         test_line = f"❌ {tests.summary()} (this pull request is a draft until they pass)."
+    if left_out:
+        test_line += "\n\n**Left out of this pull request** (the changes stay on the agent " + (
+            "host): " + ", ".join(f"`{path}`" for path in left_out) + "."
+        )
+        if any(path.startswith(".github/workflows/") for path in left_out):
+            test_line += (
+                " Workflow files are pushed only where the repository's `.claude-cluster.toml` "
+                "(on its default branch) sets `allow_workflow_changes = true`."
+            )
     return (
         f"Closes #{task['issue_number']}\n\n{summary.strip()}\n\n**Tests:** {test_line}\n\n"
         f"<sub>Claude Code Cluster · {usage.turns} turns · "

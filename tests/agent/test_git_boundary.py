@@ -73,10 +73,12 @@ def test_a_git_directory_planted_in_the_checkout_is_never_used(checkout):
     nested.mkdir(parents=True)
     hostile_git_dir(nested / ".git", marker)
 
-    commit = publisher.commit_all(workspace, "Add notes")
+    made = publisher.commit_all(workspace, "Add notes")
     pushed = publisher.push(mirror, workspace, "claude/issue-1-x")
 
+    commit = made.sha
     assert commit and pushed == commit
+    assert made.left_out == ["vendor/lib/ (a nested repository)"]
     assert not marker.exists(), marker.read_text()
     listed = subprocess.run(
         ["git", "--git-dir", str(workspace.git_dir), "ls-tree", "-r", "--full-tree", commit],
@@ -109,7 +111,7 @@ def test_the_agent_git_ignores_dangerous_settings_of_its_own_git_directory(check
     (tmp / "hooks" / "pre-commit").write_text(f"#!/bin/sh\necho ran >> {marker}\n")
     (tmp / "hooks" / "pre-commit").chmod(0o755)
     (workspace.repo / "notes.md").write_text("change\n")
-    assert publisher.commit_all(workspace, "Add notes")
+    assert publisher.commit_all(workspace, "Add notes").sha
     assert not marker.exists()
 
 
