@@ -43,6 +43,7 @@ def create_app(
         MAX_CONTENT_LENGTH=config.max_webhook_bytes,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.secure_cookies,
         JSON_SORT_KEYS=False,
     )
     database = db.Database(config.database_url)

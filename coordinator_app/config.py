@@ -106,6 +106,11 @@ class CoordinatorConfig:
     # (one, behind a proxy), so the webhook limit is a guard against floods, not a quota.
     webhook_rate_per_minute: int = 60000
     api_rate_per_minute: int = 30000
+    # Admin log-in attempts per minute, per client address and per user name.
+    login_attempts_per_minute: int = 10
+    # The session cookie is sent over HTTPS only (the coordinator serves HTTPS); false only
+    # for plain-HTTP development on loopback.
+    secure_cookies: bool = True
     # Bearer token Prometheus uses to scrape /metrics (API tokens work too).
     metrics_token: str = ""
     # Run the background processor (deliveries, leases, GitHub outbox) in this process.

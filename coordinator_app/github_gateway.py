@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import github
 from github import Auth, Github, GithubException
@@ -19,6 +20,21 @@ logger = logging.getLogger(__name__)
 
 WRITE_PERMISSIONS = {"admin", "maintain", "write"}
 OUTBOX_MAX_BACKOFF = 300
+
+
+def web_url(api_url: str) -> str:
+    """GitHub's web address for an API URL: github.com for api.github.com, the server itself for
+    GitHub Enterprise (``https://HOST/api/v3``)."""
+    parts = urlsplit(api_url)
+    if parts.hostname == "api.github.com":
+        return "https://github.com"
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def is_pull_request_url(url: str, api_url: str, repository: str, number: int | None) -> bool:
+    """Whether ``url`` is the web page of pull request ``number`` of ``repository``."""
+    expected = f"{web_url(api_url)}/{repository}/pull/{number}"
+    return number is not None and url.lower() == expected.lower()
 
 
 def github_client(api_url: str, token: str, timeout: int = 15) -> Github:

@@ -14,14 +14,16 @@ logger = logging.getLogger(__name__)
 WINDOW_SECONDS = 60
 
 
-def check(client: redis.Redis, scope: str, per_minute: int) -> None:
+def check(client: redis.Redis, scope: str, per_minute: int, subject: str | None = None) -> None:
     """Count this request; raise RateLimited over ``per_minute`` in the current window.
 
+    ``subject``: what is counted (default the client address), e.g. a user name.
     When Redis is unreachable the request is let through: losing a webhook because the limiter
     cannot count would be worse than serving a burst.
     """
     window = int(time.time()) // WINDOW_SECONDS
-    key = f"ccc:ratelimit:{scope}:{request.remote_addr}:{window}"
+    subject = subject if subject is not None else str(request.remote_addr)
+    key = f"ccc:ratelimit:{scope}:{subject}:{window}"
     try:
         pipe = client.pipeline()
         pipe.incr(key)

@@ -136,6 +136,8 @@ class LocalCluster(DemoCluster):
                 "github_token": self.tokens[BOT],
                 "heartbeat_seconds": 5,
                 "lease_seconds": 30,
+                # Plain HTTP on loopback: the lab demo and real sites serve HTTPS.
+                "secure_cookies": False,
             },
         )
         self._spawn(

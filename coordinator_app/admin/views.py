@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import redis
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask import session as flask_session
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
-from werkzeug.security import check_password_hash
+from werkzeug.security import check_password_hash, generate_password_hash
 
-from coordinator_app import agents, audit, autoscaler, scaling, tasks, test_results
+from coordinator_app import agents, audit, autoscaler, ratelimit, scaling, tasks, test_results
 from coordinator_app.admin import bp
+from coordinator_app.auth import admin_fingerprint
 from coordinator_app.db import get_session
-from coordinator_app.exceptions import CoordinatorError
+from coordinator_app.exceptions import CoordinatorError, RateLimited
 from coordinator_app.models import (
     AdminUser,
     Agent,
@@ -28,15 +30,30 @@ from coordinator_app.states import TaskState
 PAGE_SIZE = 50
 
 
+# Compared against when the user does not exist, so both answers take as long.
+_NO_SUCH_USER_HASH = generate_password_hash("no such user")
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if request.method == "POST":
         session = get_session()
-        user = session.scalar(
-            select(AdminUser).where(AdminUser.username == request.form.get("username", ""))
-        )
-        if user and check_password_hash(user.password_hash, request.form.get("password", "")):
+        username = request.form.get("username", "")
+        ccc = services()
+        try:
+            per_minute = ccc.config.login_attempts_per_minute
+            ratelimit.check(ccc.redis, "login-address", per_minute)
+            ratelimit.check(ccc.redis, "login-user", per_minute, subject=username.lower()[:100])
+        except RateLimited:
+            flash("Too many log-in attempts; wait a minute.")
+            return render_template("admin/login.html"), 429
+        user = session.scalar(select(AdminUser).where(AdminUser.username == username))
+        password = request.form.get("password", "")
+        matches = check_password_hash(user.password_hash if user else _NO_SUCH_USER_HASH, password)
+        if user and matches:
+            flask_session.clear()  # a fresh session: nothing from before the log-in carries over
             login_user(user)
+            flask_session["password_fingerprint"] = admin_fingerprint(user)
             audit.record(session, f"admin:{user.username}", "login", user.username)
             session.commit()
             target = request.args.get("next", "")
@@ -52,6 +69,7 @@ def login():
 @login_required
 def logout():
     logout_user()
+    flask_session.clear()
     return redirect(url_for("admin.login"))
 
 

@@ -13,6 +13,7 @@ from coordinator_app.api.schemas import event_json, json_body, paginate, task_js
 from coordinator_app.auth import current_principal, require
 from coordinator_app.db import get_session
 from coordinator_app.exceptions import Conflict, Forbidden, InvalidRequest, NotFound
+from coordinator_app.github_gateway import is_pull_request_url
 from coordinator_app.intake import Intake
 from coordinator_app.models import ProgressEvent, Task, utcnow
 from coordinator_app.services import services
@@ -202,10 +203,18 @@ def update_task(task_id: int):
 
 
 def _apply_branch_fields(task: Task, data: dict) -> None:
-    """The branch and pull request an agent reports, as they appear."""
+    """The branch and pull request an agent reports, as they appear. A pull request URL is
+    accepted only as the web page of the task's own repository's pull request: the admin
+    pages and comments link to it."""
     for key, kind in (("branch", str), ("pr_number", int), ("pr_url", str)):
         if key in data:
             setattr(task, key, typed(data, key, kind))
+    if "pr_url" in data and not is_pull_request_url(
+        task.pr_url, services().config.github_api_url, task.repository, task.pr_number
+    ):
+        raise InvalidRequest(
+            f"pr_url must be the pull request #{task.pr_number} of {task.repository} on GitHub"
+        )
 
 
 @bp.post("/tasks/<int:task_id>/events")

@@ -29,6 +29,9 @@ def make_config(database_url: str, redis_url: str, **overrides) -> CoordinatorCo
         "github_api_url": "http://127.0.0.1:9/api/v3",
         "github_token": "unused",
         "background_processing": False,
+        # The test servers speak plain HTTP (tests/coordinator/test_admin_security.py checks
+        # the default, Secure).
+        "secure_cookies": False,
     }
     values.update(overrides)
     return CoordinatorConfig.from_mapping(values)

@@ -69,7 +69,7 @@ def test_task_from_creation_to_completion(ccc, client, admin_headers, make_agent
             "outcome": "completed",
             "branch": "claude/issue-1-add-health",
             "pr_number": 4,
-            "pr_url": "http://gh/octo/app/pull/4",
+            "pr_url": "http://127.0.0.1:9/octo/app/pull/4",
             "tests": {"command": "pytest", "passed": 3, "failed": 0, "exit_code": 0},
         },
         headers=agent.headers,
@@ -93,7 +93,7 @@ def test_task_from_creation_to_completion(ccc, client, admin_headers, make_agent
             m.payload["label"] for m in session.query(OutboxMessage) if m.kind == "state_label"
         ]
     assert any("picked this up" in c for c in comments)
-    assert any("http://gh/octo/app/pull/4" in c and "passed" in c for c in comments)
+    assert any("http://127.0.0.1:9/octo/app/pull/4" in c and "passed" in c for c in comments)
     assert labels == ["claude:queued", "claude:in-progress", "claude:review", "claude:done"]
 
 
