@@ -3,8 +3,10 @@ show the model: what a maintainer could not see on GitHub is removed, and what r
 marked as data, never as instructions.
 
 A maintainer who adds the trigger label has read the rendered issue. HTML comments, markdown
-comments (link definitions to `#`), zero-width, bidi and other invisible format characters do
-not show there, so an instruction hidden in them would reach the model unseen: they go.
+comments (link definitions to `#`), image alt text, link titles, unrendered HTML attributes
+(alt, title, aria-*, data-*, placeholder), zero-width, bidi and other invisible format
+characters do not show there, so an instruction hidden in them would reach the model unseen:
+they go.
 """
 
 from __future__ import annotations
@@ -15,6 +17,15 @@ import unicodedata
 from dataclasses import dataclass
 
 HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+# Text GitHub keeps out of sight: image alt text (shown only when the image fails), link
+# titles (on hover), and HTML attributes that are never rendered.
+IMAGE_ALT = re.compile(r"!\[[^\]\n]{1,1000}\]\(")
+LINK_TITLE = re.compile(r"(\[[^\]\n]*\]\([^)\s]+)\s+(?:\"[^\"\n]*\"|'[^'\n]*')\)")
+HIDDEN_ATTRIBUTE = re.compile(
+    r"""\s(?:alt|title|aria-[\w-]+|data-[\w-]+|placeholder)\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+)""",
+    re.I,
+)
+HTML_TAG = re.compile(r"<[a-zA-Z][^<>]*>")
 # `[//]: # (hidden)`, `[comment]: <> "hidden"`: link definitions nothing links to, a common way
 # to hide text in markdown.
 MARKDOWN_COMMENT = re.compile(r"^ {0,3}\[[^\]\n]*\]:[ \t]*(?:#|<>)(?:[ \t].*)?$", re.M)
@@ -35,6 +46,13 @@ def clean(text: str) -> Cleaned:
     removed += count
     text, count = MARKDOWN_COMMENT.subn("", text)
     removed += count
+    text, count = IMAGE_ALT.subn("![](", text)
+    removed += count
+    text, count = LINK_TITLE.subn(r"\1)", text)
+    removed += count
+    tags_before = text
+    text = HTML_TAG.sub(lambda tag: HIDDEN_ATTRIBUTE.sub("", tag.group(0)), text)
+    removed += int(text != tags_before)
     # Format characters (Unicode category Cf): zero-width spaces and joiners, bidi embeddings,
     # overrides and isolates, the BOM, soft hyphens, invisible tag characters.
     visible = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
