@@ -45,6 +45,12 @@ class Limits:
     command_timeout: int = 300  # one bash command
     test_timeout: int = 900  # the repository's test suite
     output_chars: int = 20_000  # tool output kept for the model (head and tail)
+    # Per command (rlimits, inherited by everything it starts): CPU seconds, processes of the
+    # agent's user (a fork bomb stops there), and the largest file it may write (MiB). Memory
+    # is capped for the whole service by the unit's MemoryMax (agent_memory_max).
+    command_cpu_seconds: int = 1800
+    command_processes: int = 2048
+    command_file_mb: int = 2048
 
 
 @dataclass

@@ -72,9 +72,11 @@ class CommandRunner:
         output_chars: int = 20_000,
         path: str = BASE_ENV["PATH"],
         readable: list[Path] = (),
+        rlimits: dict[str, int] | None = None,
     ) -> None:
         """``mode``: "bwrap" or "none"; ``readable``: paths under hidden ones that commands may
-        read (bound read-only)."""
+        read (bound read-only); ``rlimits``: prlimit's resource names and values, e.g.
+        ``{"cpu": 600, "nproc": 512, "fsize": 2**30}``."""
         if mode not in MODES:
             raise ValueError(f"sandbox mode must be one of {MODES}, not {mode!r}")
         self.hidden = [Path(p) for p in hidden]
@@ -83,11 +85,18 @@ class CommandRunner:
         self.output_chars = output_chars
         self.path = path
         self.use_bwrap = mode == "bwrap"
+        # prlimit (util-linux) sets them on the command before it starts: no preexec_fn in a
+        # threaded process.
+        self.limit_prefix = (
+            ["prlimit", *(f"--{name}={value}" for name, value in rlimits.items()), "--"]
+            if rlimits
+            else []
+        )
 
     def argv(self, command: str, cwd: Path, writable: list[Path], readable: list[Path]):
         """The command line: plain bash, or bash inside a bubblewrap view of the system."""
         if not self.use_bwrap:
-            return ["bash", "-c", command]
+            return [*self.limit_prefix, "bash", "-c", command]
         # A private /tmp (tmpfs), read-only system, fresh /dev and /proc of its own PID space.
         argv = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
         argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
@@ -100,7 +109,7 @@ class CommandRunner:
                 argv += ["--ro-bind", str(path), str(path)]
         for path in writable:
             argv += ["--bind", str(path), str(path)]
-        return [*argv, "--chdir", str(cwd), "bash", "-c", command]
+        return [*self.limit_prefix, *argv, "--chdir", str(cwd), "bash", "-c", command]
 
     def run(
         self,
@@ -182,7 +191,13 @@ echo sandbox-ok
 """
 
 
-def probe(mode: str, hidden: list[Path], scratch: Path, path: str = BASE_ENV["PATH"]) -> None:
+def probe(
+    mode: str,
+    hidden: list[Path],
+    scratch: Path,
+    path: str = BASE_ENV["PATH"],
+    rlimits: dict[str, int] | None = None,
+) -> None:
     """Run a command exactly as a task runs one, in a scratch task folder under ``scratch``,
     and check that it sees what it must and nothing more; SandboxUnavailable says what failed.
     ``hidden`` is what tasks hide (the configuration folder, the workspace root)."""
@@ -206,7 +221,7 @@ def probe(mode: str, hidden: list[Path], scratch: Path, path: str = BASE_ENV["PA
         git_dir=_quote(git_dir),
     )
     try:
-        runner = CommandRunner(mode, hidden, [], path=path, readable=[git_dir])
+        runner = CommandRunner(mode, hidden, [], path=path, readable=[git_dir], rlimits=rlimits)
         result = runner.run(script, repo, timeout=30)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

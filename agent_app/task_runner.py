@@ -68,7 +68,8 @@ class TaskRunner:
         command line tasks use (see agent_app.sandbox.probe)."""
         scratch = self.workspaces.root / "tasks" / "sandbox-probe"
         try:
-            sandbox.probe(self.config.sandbox, self.hidden, scratch, self.config.command_path)
+            sandbox.probe(self.config.sandbox, self.hidden, scratch, self.config.command_path,
+                          command_rlimits(self.config.limits))  # fmt: skip
         except sandbox.SandboxUnavailable as exc:
             return str(exc)
         return None
@@ -264,6 +265,7 @@ class TaskRunner:
             self.config.limits.output_chars,
             self.config.command_path,
             readable=[workspace.git_dir, self.workspaces.mirror_path(task["repository"])],
+            rlimits=command_rlimits(self.config.limits),
         )
 
     def _guard(self, running: RunningTask) -> None:
@@ -295,6 +297,15 @@ class TaskRunner:
             method(*args, **kwargs)
         except CoordinatorUnavailable as exc:
             logger.warning("Coordinator unreachable, continuing: %s", exc)
+
+
+def command_rlimits(limits) -> dict[str, int]:
+    """The per-command resource limits of an agent's configuration, as prlimit names them."""
+    return {
+        "cpu": limits.command_cpu_seconds,
+        "nproc": limits.command_processes,
+        "fsize": limits.command_file_mb * 1024 * 1024,
+    }
 
 
 def _commit_message(task: dict, summary: str) -> str:

@@ -121,3 +121,16 @@ def test_an_agent_whose_sandbox_fails_reports_the_error_and_claims_nothing(
         page = session.get(f"{cluster.coordinator_url}/admin/agents", timeout=5).text
         session.close()
         assert "bubblewrap (bwrap) is not installed" in page
+
+
+@pytest.mark.parametrize("mode", ["none", pytest.param("bwrap", marks=needs_bwrap)])
+def test_commands_run_under_resource_limits(tmp_path, mode):
+    runner = CommandRunner(mode, hidden=[], secrets=[],
+                           rlimits={"cpu": 1, "nproc": 300, "fsize": 1024 * 1024})  # fmt: skip
+    shown = runner.run("ulimit -t; ulimit -u; ulimit -f", tmp_path, timeout=20)
+    assert shown.output.split() == ["1", "300", "1024"], shown.output  # fsize in KiB
+    big = runner.run("head -c 5000000 /dev/zero > big.bin", tmp_path, timeout=20)
+    assert big.exit_code != 0 and (tmp_path / "big.bin").stat().st_size <= 1024 * 1024
+    burner = runner.run("while :; do :; done", tmp_path, timeout=20)
+    # Killed by its CPU limit (SIGXCPU, then SIGKILL), not by the 20 s timeout.
+    assert not burner.timed_out and burner.exit_code != 0
