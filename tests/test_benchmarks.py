@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,12 @@ def test_a_missing_payload_file_is_a_clear_error():
     assert done.returncode != 0
     assert "--fixture /nonexistent.json: no such file" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+def test_the_sandbox_benchmark_runs():
+    done = subprocess.run([sys.executable, "-m", "bench.sandbox_overhead", "--runs", "3"],
+                          cwd=BENCH.parent, capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| bwrap view + rlimits (what tasks use) |" in done.stdout
