@@ -34,6 +34,14 @@ ADDRESS_REVIEW = {
 }
 
 
+def wait_for_follow_up(cluster, number: int) -> dict:
+    """The follow-up task a review comment on issue ``number``'s PR made, once it ended."""
+    deadline = time.monotonic() + 30
+    while cluster.task(number)["kind"] != "follow_up" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return cluster.wait_for(number)
+
+
 def test_review_comment_becomes_a_new_commit_on_the_same_pull_request(cluster_factory):
     with cluster_factory([ADD_TRIPLE, ADDRESS_REVIEW]) as cluster:
         cluster.agent()
@@ -45,10 +53,7 @@ def test_review_comment_becomes_a_new_commit_on_the_same_pull_request(cluster_fa
         pr.create_review_comment(
             "Say it works for any number", commit, "widgets/__init__.py", line=5
         )
-        deadline = time.monotonic() + 30
-        while cluster.task(number)["kind"] != "follow_up" and time.monotonic() < deadline:
-            time.sleep(0.3)
-        follow_up = cluster.wait_for(number)
+        follow_up = wait_for_follow_up(cluster, number)
         assert follow_up["kind"] == "follow_up" and follow_up["state"] == "completed", follow_up
         assert follow_up["branch"] == first["branch"]
         assert follow_up["pr_number"] == first["pr_number"]
@@ -81,10 +86,7 @@ def test_a_draft_is_ready_for_review_once_a_follow_up_makes_the_tests_pass(clust
         pr.create_review_comment(
             "quarter divides by three; make it four", commit, "widgets/__init__.py", line=7
         )
-        deadline = time.monotonic() + 30
-        while cluster.task(number)["kind"] != "follow_up" and time.monotonic() < deadline:
-            time.sleep(0.3)
-        follow_up = cluster.wait_for(number)
+        follow_up = wait_for_follow_up(cluster, number)
         assert follow_up["state"] == "completed", follow_up
         assert follow_up["result"]["tests"]["status"] == "passed", follow_up
         pr = cluster.gh("bob").get_repo(REPO).get_pull(first["pr_number"])
