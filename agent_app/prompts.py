@@ -75,7 +75,7 @@ def task_message(task: dict, repo: Path) -> list[dict]:
         )
     if task.get("kind") == "follow_up":
         text = (
-            f"Address the review feedback below on the pull request for issue "
+            f"Address this review feedback on the pull request for issue "
             f"#{task['issue_number']}. The branch already holds the earlier work; change only "
             "what the feedback asks for.\n\n"
             + untrusted.wrap("review feedback", f"{title.text}\n\n{body.text}")

@@ -70,3 +70,11 @@ def test_the_model_never_receives_the_hidden_instruction(cluster_factory):
         assert "widgets should offer triple(x)." in sent
         assert HIDDEN not in sent and "\\u202e" not in sent and "\u202e" not in sent
         assert 'untrusted-data kind=\\"issue\\"' in sent
+
+
+def test_a_follow_up_names_its_issue_and_wraps_the_review(tmp_path):
+    # tests/test_e2e_lab.py's scripted model recognises follow-ups by this wording.
+    task = {"id": 2, "kind": "follow_up", "issue_number": 7, "title": "Review", "body": "Fix x"}
+    (text,) = [b["text"] for b in prompts.task_message(task, tmp_path)]
+    assert "review feedback on the pull request for issue #7" in text
+    assert '<untrusted-data kind="review feedback"' in text and "Fix x" in text
