@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hmac
 import logging
+import ssl
 import threading
 
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from agent_app import __version__
 from agent_app.exceptions import AgentError, CoordinatorRefused
@@ -120,11 +121,35 @@ def create_api(worker, token: str) -> Flask:
     return app
 
 
-class ApiServer:
-    """Serves the API in a daemon thread."""
+def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A server context for the API: TLS 1.2 or later, with this certificate and key."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
 
-    def __init__(self, app: Flask, host: str, port: int) -> None:
-        self._server = make_server(host, port, app, threaded=True)
+
+class _RequestHandler(WSGIRequestHandler):
+    # A client that stalls (in the TLS handshake or its request) loses its connection.
+    timeout = 30
+
+
+class ApiServer:
+    """Serves the API in a daemon thread, over HTTPS when given a certificate and key."""
+
+    def __init__(
+        self, app: Flask, host: str, port: int, *, cert_file: str = "", key_file: str = ""
+    ) -> None:
+        context = tls_context(cert_file, key_file) if cert_file else None
+        self._server = make_server(host, port, app, threaded=True, request_handler=_RequestHandler)
+        if context is not None:
+            # Not make_server(ssl_context=...): werkzeug's wrap shakes hands in accept(), so one
+            # client that connects and stays silent would stall every other. Here each
+            # connection's thread shakes hands on its first read, under the handler's timeout.
+            self._server.socket = context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
+            self._server.ssl_context = context
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.2,), name="agent-api", daemon=True
         )

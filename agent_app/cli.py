@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import anthropic
 import click
 import redis
 
-from agent_app import __version__
+from agent_app import __version__, egress
 from agent_app.api import ApiServer, create_api
 from agent_app.config import DEFAULT_CONFIG_FILE, AgentConfig
 from agent_app.coordinator_client import CoordinatorClient
@@ -63,6 +64,14 @@ def check(ctx: click.Context) -> None:
     )
 
 
+@main.command("egress-defaults")
+def egress_defaults() -> None:
+    """Print, as JSON, the package registries this host's tools use (the egress allowlist's
+    default) and the proxy pip goes through (the egress proxy's upstream)."""
+    found = {"registries": egress.registry_hosts(), "upstream_proxy": egress.upstream_proxy()}
+    click.echo(json.dumps(found))
+
+
 def build_worker(config: AgentConfig, config_path: str | None) -> Worker:
     """Wire the agent's collaborators from its configuration."""
     coordinator = CoordinatorClient(
@@ -107,7 +116,19 @@ def run(ctx: click.Context) -> None:
     worker.install_signal_handlers()
     api = None
     if config.api_token:
-        api = ApiServer(create_api(worker, config.api_token), config.api_host, config.api_port)
+        try:
+            api = ApiServer(
+                create_api(worker, config.api_token),
+                config.api_host,
+                config.api_port,
+                cert_file=config.api_tls_cert_file,
+                key_file=config.api_tls_key_file,
+            )
+        except OSError as exc:  # the port, or the api_tls_* files (ssl.SSLError is an OSError)
+            raise click.ClickException(
+                f"the agent API cannot start on {config.api_host}:{config.api_port} "
+                f"(api_tls_cert_file {config.api_tls_cert_file!r}): {exc}"
+            ) from exc
         api.start()
     try:
         sys.exit(worker.run())

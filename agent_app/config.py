@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
@@ -14,6 +15,16 @@ from coordinator_app.settings import load_settings
 
 DEFAULT_CONFIG_FILE = "/etc/claude-agent/agent.toml"
 ENV_PREFIX = "CLAUDE_AGENT_"
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or "localhost") is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -46,11 +57,17 @@ class Limits:
     test_timeout: int = 900  # the repository's test suite
     output_chars: int = 20_000  # tool output kept for the model (head and tail)
     # Per command (rlimits, inherited by everything it starts): CPU seconds, processes of the
-    # agent's user (a fork bomb stops there), and the largest file it may write (MiB). Memory
-    # is capped for the whole service by the unit's MemoryMax (agent_memory_max).
+    # agent's user (a fork bomb stops there), the largest file it may write (MiB) and the
+    # memory each of its processes may allocate (MiB, RLIMIT_DATA). The unit's MemoryMax
+    # (agent_memory_max) caps the service with all its commands.
     command_cpu_seconds: int = 1800
     command_processes: int = 2048
     command_file_mb: int = 2048
+    command_memory_mb: int = 4096
+    # The private /tmp of a command (MiB, RAM-backed) and the most a task's folders (checkout
+    # and its files) may hold on disk (MiB); a command that goes past it is killed.
+    command_tmp_mb: int = 1024
+    workspace_mb: int = 10240
 
 
 @dataclass
@@ -83,12 +100,19 @@ class AgentConfig:
     # Commands run inside bubblewrap ("bwrap"); an agent whose sandbox fails its start-up probe
     # takes no work. "none" runs them unsandboxed: development only, never with real secrets.
     sandbox: str = "bwrap"
+    # Commands have no network but this unix socket to the allowlisting egress proxy (the
+    # agent role's tinyproxy); empty: no network at all.
+    egress_proxy_socket: str = ""
     # PATH of the model's commands and the test runs (the toolchains the repositories need).
     command_path: str = "/usr/local/bin:/usr/bin:/bin"
-    # The agent's own HTTP API; empty api_token disables it.
+    # The agent's own HTTP API; empty api_token disables it. Served over HTTPS with this
+    # certificate (chain) and private key (PEM files); both are required unless api_host is a
+    # loopback address.
     api_host: str = "127.0.0.1"
     api_port: int = 8081
     api_token: str = ""
+    api_tls_cert_file: str = ""
+    api_tls_key_file: str = ""
     # Timing.
     heartbeat_seconds: int = 15
     claim_block_seconds: int = 5
@@ -126,11 +150,28 @@ class AgentConfig:
             raise ConfigError(f"sandbox must be one of {', '.join(MODES)}")
         if not self.coordinator_url.startswith(("http://", "https://")):
             raise ConfigError(f"coordinator_url must be an http(s) URL: {self.coordinator_url!r}")
+        self._validate_api()
         for model, price in self.prices.items():
             try:
                 ModelPrice(**price)
             except TypeError as exc:
                 raise ConfigError(f"prices.{model}: {exc}") from exc
+
+    def _validate_api(self) -> None:
+        """The API's bearer token never crosses the network in the clear."""
+        files = {
+            "api_tls_cert_file": self.api_tls_cert_file,
+            "api_tls_key_file": self.api_tls_key_file,
+        }
+        given = [name for name, path in files.items() if path]
+        if len(given) == 1:
+            missing = next(name for name in files if name not in given)
+            raise ConfigError(f"{missing} is required with {given[0]}")
+        if self.api_token and not given and not _is_loopback(self.api_host):
+            raise ConfigError(
+                f"api_tls_cert_file and api_tls_key_file are required: the API (api_token set) "
+                f"listens on {self.api_host!r}, not a loopback address"
+            )
 
     def price(self, model: str) -> ModelPrice:
         """The price of ``model``; an unknown model is priced like the most expensive one."""

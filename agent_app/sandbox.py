@@ -1,6 +1,7 @@
 """Running the model's commands and the repository's scripts: in the task's folder, in their
-own process group, with a timeout, an environment without credentials, and inside bubblewrap,
-in a view of the filesystem where the agent's configuration and other tasks do not exist.
+own process group, with a timeout, resource limits, an environment without credentials, and
+inside bubblewrap, in a view of the filesystem where the agent's configuration and other tasks
+do not exist and a network namespace whose only way out is the egress proxy (agent_app.egress).
 
 The sandbox fails closed: ``bwrap`` is the default, :func:`probe` checks it at start-up with the
 very command line tasks use, and an agent whose sandbox does not hold takes no work. ``none``
@@ -14,13 +15,15 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from agent_app import egress
 from agent_app.exceptions import AgentError
 from agent_app.redaction import Redactor
 
@@ -52,6 +55,7 @@ class CommandResult:
     output: str
     timed_out: bool = False
     cancelled: bool = False
+    disk_full: bool = False
 
 
 def truncate(text: str, limit: int) -> str:
@@ -62,55 +66,85 @@ def truncate(text: str, limit: int) -> str:
     return f"{text[:half]}\n[... {len(text) - limit} characters omitted ...]\n{text[-half:]}"
 
 
+@dataclass(frozen=True)
+class Policy:
+    """How commands are isolated; the start-up probe and every task's commands share one.
+
+    ``mode``: "bwrap" or "none"; ``hidden``: folders commands see empty (the configuration,
+    the workspace root); ``readable``: paths under hidden ones bound read-only; ``path``: the
+    PATH of commands; ``rlimits``: prlimit's names and values, e.g. ``{"cpu": 600,
+    "nproc": 512, "fsize": 2**30, "data": 2**32}``; ``egress_socket``: the unix socket of the
+    allowlisting egress proxy (empty: commands have no network at all); ``tmp_bytes``: size of
+    the private /tmp; ``disk_bytes``: the most the task's writable folders may hold (0: no
+    guard)."""
+
+    mode: str = "bwrap"
+    hidden: tuple[Path, ...] = ()
+    readable: tuple[Path, ...] = ()
+    path: str = BASE_ENV["PATH"]
+    rlimits: tuple[tuple[str, int], ...] = ()
+    egress_socket: str = ""
+    tmp_bytes: int = 1024 * 1024 * 1024
+    disk_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"sandbox mode must be one of {MODES}, not {self.mode!r}")
+
+    def reading(self, *paths: Path) -> Policy:
+        """This policy with ``paths`` also readable."""
+        return replace(self, readable=(*self.readable, *paths))
+
+
 class CommandRunner:
     """Runs shell commands for one task."""
 
-    def __init__(
-        self,
-        mode: str,
-        hidden: list[Path],
-        secrets: list[str],
-        output_chars: int = 20_000,
-        path: str = BASE_ENV["PATH"],
-        readable: list[Path] = (),
-        rlimits: dict[str, int] | None = None,
-    ) -> None:
-        """``mode``: "bwrap" or "none"; ``readable``: paths under hidden ones that commands may
-        read (bound read-only); ``rlimits``: prlimit's resource names and values, e.g.
-        ``{"cpu": 600, "nproc": 512, "fsize": 2**30}``."""
-        if mode not in MODES:
-            raise ValueError(f"sandbox mode must be one of {MODES}, not {mode!r}")
-        self.hidden = [Path(p) for p in hidden]
-        self.readable = [Path(p) for p in readable]
+    def __init__(self, policy: Policy, secrets: list[str], output_chars: int = 20_000) -> None:
+        self.policy = policy
         self.redact = Redactor(secrets)
         self.output_chars = output_chars
-        self.path = path
-        self.use_bwrap = mode == "bwrap"
         # prlimit (util-linux) sets them on the command before it starts: no preexec_fn in a
         # threaded process.
         self.limit_prefix = (
-            ["prlimit", *(f"--{name}={value}" for name, value in rlimits.items()), "--"]
-            if rlimits
+            ["prlimit", *(f"--{name}={value}" for name, value in policy.rlimits), "--"]
+            if policy.rlimits
             else []
         )
 
-    def argv(self, command: str, cwd: Path, writable: list[Path], readable: list[Path]):
-        """The command line: plain bash, or bash inside a bubblewrap view of the system."""
-        if not self.use_bwrap:
+    def argv(self, command: str, cwd: Path, writable: list[Path]) -> list[str]:
+        """The command line: plain bash, or bash inside a bubblewrap view of the system with
+        no network but the egress proxy's relay."""
+        policy = self.policy
+        if policy.mode == "none":
             return [*self.limit_prefix, "bash", "-c", command]
-        # A private /tmp (tmpfs), read-only system, fresh /dev and /proc of its own PID space.
-        argv = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
+        # A private /tmp (tmpfs), read-only system, fresh /dev and /proc of its own PID space,
+        # and a network namespace where only loopback exists.
+        argv = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-net"]
         argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        argv += ["--tmpfs", "/tmp"]  # noqa: S108 - a private tmpfs, not a shared temp file
-        for path in self.hidden:  # configuration and the other tasks disappear
+        argv += ["--size", str(policy.tmp_bytes), "--tmpfs", "/tmp"]  # noqa: S108 - private
+        for path in policy.hidden:  # configuration and the other tasks disappear
             if path.exists():
                 argv += ["--tmpfs", str(path)]
-        for path in [*self.readable, *readable]:
+        for path in policy.readable:
             if path.exists():
                 argv += ["--ro-bind", str(path), str(path)]
         for path in writable:
             argv += ["--bind", str(path), str(path)]
-        return [*self.limit_prefix, *argv, "--chdir", str(cwd), "bash", "-c", command]
+        shell = ["bash", "-c", command]
+        if policy.egress_socket:
+            argv += ["--bind", policy.egress_socket, egress.SOCKET_IN_SANDBOX]
+            shell = egress.relay_command(command)
+        return [*self.limit_prefix, *argv, "--chdir", str(cwd), *shell]
+
+    def environment(self, cwd: Path) -> dict[str, str]:
+        """Nothing of the agent's own environment but the proxy settings it was given (none
+        mode) or the egress relay's (bwrap mode)."""
+        env = {**BASE_ENV, "HOME": str(cwd), "PATH": self.policy.path}
+        if self.policy.mode == "none":
+            env.update({k: v for k, v in os.environ.items() if k in PASSED_THROUGH})
+        elif self.policy.egress_socket:
+            env.update(egress.environment())
+        return env
 
     def run(
         self,
@@ -119,29 +153,34 @@ class CommandRunner:
         timeout: float,
         cancel: threading.Event | None = None,
         writable: list[Path] = (),
-        readable: list[Path] = (),
     ) -> CommandResult:
-        """Run ``command`` and return its merged output, truncated and redacted."""
-        env = {**BASE_ENV, "HOME": str(cwd), "PATH": self.path}
-        env.update({k: v for k, v in os.environ.items() if k in PASSED_THROUGH})
+        """Run ``command`` and return its merged output, truncated and redacted. A command
+        that outlives ``timeout``, is cancelled or fills the task's folders past the disk
+        guard is killed with everything it started."""
+        writable = [*writable, cwd]
+        guard = DiskGuard(writable, self.policy.disk_bytes)
+        if guard.exceeded():
+            return CommandResult(None, guard.message, disk_full=True)
         with tempfile.TemporaryFile() as out:
             process = subprocess.Popen(
-                self.argv(command, cwd, [*writable, cwd], list(readable)),
+                self.argv(command, cwd, writable),
                 cwd=cwd,
-                env=env,
+                env=self.environment(cwd),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: we kill all it started
             )
-            timed_out = cancelled = False
+            timed_out = cancelled = disk_full = False
             deadline = time.monotonic() + timeout
             while process.poll() is None:
                 if cancel is not None and cancel.is_set():
                     cancelled = True
                 elif time.monotonic() > deadline:
                     timed_out = True
-                if timed_out or cancelled:
+                elif guard.due() and guard.exceeded():
+                    disk_full = True
+                if timed_out or cancelled or disk_full:
                     _kill_group(process)
                     break
                 # Returns as soon as the command ends; wakes every 50 ms to check the rest.
@@ -154,12 +193,51 @@ class CommandRunner:
             note = f"\n[command timed out after {timeout:.0f}s and was killed]"
         elif cancelled:
             note = "\n[command cancelled]"
+        elif disk_full:
+            note = f"\n{guard.message}"
         return CommandResult(
-            None if timed_out or cancelled else process.returncode,
+            None if timed_out or cancelled or disk_full else process.returncode,
             truncate(self.redact(text), self.output_chars) + note,
             timed_out,
             cancelled,
+            disk_full,
         )
+
+
+class DiskGuard:
+    """Measures what a task's writable folders hold (du, every few seconds while a command
+    runs); a quota the filesystem would enforce is not available on every host."""
+
+    INTERVAL = 3.0
+
+    def __init__(self, paths: list[Path], limit: int) -> None:
+        self.paths, self.limit = paths, limit
+        self.next_check = time.monotonic() + self.INTERVAL
+        self.message = (
+            f"[command killed: the task's folders hold more than {limit // 2**20} MiB; "
+            "delete what is not needed (build output, caches) before going on]"
+        )
+
+    def due(self) -> bool:
+        if time.monotonic() < self.next_check:
+            return False
+        self.next_check = time.monotonic() + self.INTERVAL
+        return True
+
+    def exceeded(self) -> bool:
+        return bool(self.limit) and disk_use(self.paths) > self.limit
+
+
+def disk_use(paths: list[Path]) -> int:
+    """Bytes the files under ``paths`` occupy (du -s, one filesystem, hard links once)."""
+    found = subprocess.run(
+        ["du", "-s", "-x", "-B1", "--", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return sum(int(line.split()[0]) for line in found.stdout.splitlines() if line.strip())
 
 
 def _kill_group(process: subprocess.Popen) -> None:
@@ -190,28 +268,33 @@ done
 touch {git_dir}/probe 2>/dev/null && fail "the task's git directory is writable"
 touch probe && rm probe || fail "the checkout is not writable"
 [ "$$" -le 3 ] || fail "commands do not run in a PID namespace of their own (pid $$)"
+nics=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ' ')
+[ "$nics" = "lo " ] || fail "commands see network interfaces other than loopback: $nics"
+{egress_check}
 echo sandbox-ok
 """
+EGRESS_CHECK = (
+    "grep -q ' 0100007F:0C38 00000000:0000 0A' /proc/net/tcp"
+    ' || fail "the egress proxy relay does not listen (is socat installed?)"'
+)
 
 
-def probe(
-    mode: str,
-    hidden: list[Path],
-    scratch: Path,
-    path: str = BASE_ENV["PATH"],
-    rlimits: dict[str, int] | None = None,
-) -> None:
-    """Run a command exactly as a task runs one, in a scratch task folder under ``scratch``,
-    and check that it sees what it must and nothing more; SandboxUnavailable says what failed.
-    ``hidden`` is what tasks hide (the configuration folder, the workspace root)."""
-    if mode == "none":
+def probe(policy: Policy, scratch: Path) -> None:
+    """Run a command exactly as a task runs one, in a scratch task folder ``scratch``, and
+    check that it sees what it must and nothing more; SandboxUnavailable says what failed."""
+    if policy.mode == "none":
         logger.warning(
             "SANDBOX DISABLED (sandbox = none): commands run as the agent's user with its view "
-            "of the system. Development only; never with real credentials."
+            "of the system and network. Development only; never with real credentials."
         )
         return
-    if shutil.which("bwrap", path=path) is None:
-        raise SandboxUnavailable(f"bubblewrap (bwrap) is not installed (PATH {path})")
+    if shutil.which("bwrap", path=policy.path) is None:
+        raise SandboxUnavailable(f"bubblewrap (bwrap) is not installed (PATH {policy.path})")
+    if policy.egress_socket and not _is_socket(policy.egress_socket):
+        raise SandboxUnavailable(
+            f"the egress proxy socket {policy.egress_socket} does not exist "
+            "(is claude-egress.socket running?)"
+        )
     shutil.rmtree(scratch, ignore_errors=True)
     repo, git_dir = scratch / "repo", scratch / "git"
     repo.mkdir(parents=True)
@@ -219,18 +302,27 @@ def probe(
     sentinel = scratch / "other-task-file"
     sentinel.write_text("must not be visible\n")
     script = PROBE_SCRIPT.format(
-        hidden=" ".join(_quote(p) for p in hidden if p.exists() and p not in scratch.parents),
+        hidden=" ".join(
+            _quote(p) for p in policy.hidden if p.exists() and p not in scratch.parents
+        ),
         sentinel=_quote(sentinel),
         git_dir=_quote(git_dir),
+        egress_check=EGRESS_CHECK if policy.egress_socket else "",
     )
     try:
-        runner = CommandRunner(mode, hidden, [], path=path, readable=[git_dir], rlimits=rlimits)
-        result = runner.run(script, repo, timeout=30)
+        result = CommandRunner(policy.reading(git_dir), []).run(script, repo, timeout=30)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if result.exit_code != 0 or "sandbox-ok" not in result.output:
         reason = result.output.strip().splitlines()[-1:] or [f"exit code {result.exit_code}"]
         raise SandboxUnavailable(reason[0][:300])
+
+
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _quote(path: Path) -> str:

@@ -57,7 +57,16 @@ class TaskRunner:
     ) -> None:
         """``hidden``: paths commands must not see (the agent's configuration folder)."""
         self.config = config
-        self.hidden = [*hidden, workspaces.root]
+        limits = config.limits
+        self.policy = sandbox.Policy(
+            mode=config.sandbox,
+            hidden=(*hidden, workspaces.root),
+            path=config.command_path,
+            rlimits=command_rlimits(limits),
+            egress_socket=config.egress_proxy_socket,
+            tmp_bytes=limits.command_tmp_mb * 2**20,
+            disk_bytes=limits.workspace_mb * 2**20,
+        )
         self.coordinator = coordinator
         self.workspaces = workspaces
         self.executor = executor
@@ -68,8 +77,7 @@ class TaskRunner:
         command line tasks use (see agent_app.sandbox.probe)."""
         scratch = self.workspaces.root / "tasks" / "sandbox-probe"
         try:
-            sandbox.probe(self.config.sandbox, self.hidden, scratch, self.config.command_path,
-                          command_rlimits(self.config.limits))  # fmt: skip
+            sandbox.probe(self.policy, scratch)
         except sandbox.SandboxUnavailable as exc:
             return str(exc)
         return None
@@ -258,14 +266,9 @@ class TaskRunner:
     def _runner(self, task: dict, workspace: TaskWorkspace) -> CommandRunner:
         """Commands see the checkout (writable), its git directory and the repository's mirror
         (read-only: `git log` and `git diff` work, nothing can be written there)."""
+        readable = (workspace.git_dir, self.workspaces.mirror_path(task["repository"]))
         return CommandRunner(
-            self.config.sandbox,
-            self.hidden,
-            self.config.secrets,
-            self.config.limits.output_chars,
-            self.config.command_path,
-            readable=[workspace.git_dir, self.workspaces.mirror_path(task["repository"])],
-            rlimits=command_rlimits(self.config.limits),
+            self.policy.reading(*readable), self.config.secrets, self.config.limits.output_chars
         )
 
     def _guard(self, running: RunningTask) -> None:
@@ -299,13 +302,14 @@ class TaskRunner:
             logger.warning("Coordinator unreachable, continuing: %s", exc)
 
 
-def command_rlimits(limits) -> dict[str, int]:
+def command_rlimits(limits) -> tuple[tuple[str, int], ...]:
     """The per-command resource limits of an agent's configuration, as prlimit names them."""
-    return {
-        "cpu": limits.command_cpu_seconds,
-        "nproc": limits.command_processes,
-        "fsize": limits.command_file_mb * 1024 * 1024,
-    }
+    return (
+        ("cpu", limits.command_cpu_seconds),
+        ("nproc", limits.command_processes),
+        ("fsize", limits.command_file_mb * 2**20),
+        ("data", limits.command_memory_mb * 2**20),
+    )
 
 
 def _commit_message(task: dict, summary: str) -> str:

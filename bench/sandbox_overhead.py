@@ -1,27 +1,32 @@
 """Per-command cost of the agent's sandbox: the same trivial command run plain (`bash -c`), in
-the agent's bubblewrap view, and with its resource limits too, interleaved in one run.
+the agent's bubblewrap view (own network namespace), with its resource limits, and with the
+relay to the egress proxy too, interleaved in one run.
 
     .venv/bin/python -m bench.sandbox_overhead [--runs 200]
 
 The sandboxed runs use the command line tasks use (agent_app.sandbox.CommandRunner: hidden
-configuration and task folders, a read-only git directory, a writable checkout, rlimits).
+configuration and task folders, a read-only git directory, a writable checkout, no network
+but loopback, rlimits, and socat relaying 127.0.0.1:3128 to the proxy's unix socket).
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from agent_app.config import Limits
-from agent_app.sandbox import CommandRunner
+from agent_app.sandbox import CommandRunner, Policy
 from agent_app.task_runner import command_rlimits
 from bench.report import machine, ms, percentile, table, verdict
 
 TARGET_SECONDS = 0.050  # the sandbox may add at most this much to a command
+TASKS = "bwrap view + rlimits + egress relay (what tasks use)"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,8 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if shutil.which("bwrap") is None:
-        raise SystemExit("bubblewrap (bwrap) is not installed: `make setup` installs it")
+    for tool in ("bwrap", "socat"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed: `make setup` installs it")
     root = Path(tempfile.mkdtemp(prefix="ccc-bench-sandbox-"))
     try:
         config_dir, tasks = root / "etc", root / "var" / "tasks"
@@ -47,12 +53,18 @@ def main(argv: list[str] | None = None) -> int:
             folder.mkdir(parents=True)
         subprocess.run(["git", "init", "-q", "--bare", str(git_dir)], check=True)
         hidden = [config_dir, root / "var"]
+        # The relay's start is what the egress path adds to a command; a listening socket
+        # stands in for the proxy, which a trivial command never calls.
+        proxy = socket.socket(socket.AF_UNIX)
+        proxy.bind(str(root / "egress.sock"))
+        proxy.listen()
+        view = Policy(hidden=tuple(hidden), readable=(git_dir,))
+        limited = replace(view, rlimits=command_rlimits(Limits()))
         variants = {
-            "plain bash -c (baseline)": CommandRunner("none", [], []),
-            "bwrap view": CommandRunner("bwrap", hidden, [], readable=[git_dir]),
-            "bwrap view + rlimits (what tasks use)": CommandRunner(
-                "bwrap", hidden, [], readable=[git_dir], rlimits=command_rlimits(Limits())
-            ),
+            "plain bash -c (baseline)": CommandRunner(Policy(mode="none"), []),
+            "bwrap view, no network": CommandRunner(view, []),
+            "bwrap view + rlimits": CommandRunner(limited, []),
+            TASKS: CommandRunner(replace(limited, egress_socket=str(root / "egress.sock")), []),
         }
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.runs):  # interleaved: the machine's noise hits every variant alike
@@ -69,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         (name, ms(percentile(t, 50)), ms(percentile(t, 95)), ms(percentile(t, 50) - baseline))
         for name, t in times.items()
     ]
-    added = percentile(times["bwrap view + rlimits (what tasks use)"], 50) - baseline
+    added = percentile(times[TASKS], 50) - baseline
     print(f"# Sandbox cost per command\n\n{machine()}\n")
     print(table(f"`{args.command}`, {args.runs} runs each (ms)",
                 ("variant", "p50", "p95", "added p50"), rows))  # fmt: skip

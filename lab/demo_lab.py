@@ -86,6 +86,8 @@ class LabCluster(DemoCluster):
     phases: dict[str, float] = field(default_factory=dict)
     # Hosts site.yml converges (--limit), e.g. to leave a spare host fresh; None: all of them.
     limit: str | None = None
+    # The agents' [limits] (agent_app.config.Limits fields) on top of their defaults.
+    agent_limits: dict[str, int] = field(default_factory=dict)
 
     @property
     def directory(self) -> Path:
@@ -152,6 +154,8 @@ class LabCluster(DemoCluster):
         agent_settings: dict = {"heartbeat_seconds": self.timing.heartbeat_seconds}
         if self.timing.stop_seconds is not None:
             agent_settings["stop_timeout_seconds"] = self.timing.stop_seconds
+        if self.agent_limits:
+            agent_settings["limits"] = self.agent_limits
         return {
             "control_node_ca_dir": str(CA_DIR),
             "coordinator_github_api_url": api,

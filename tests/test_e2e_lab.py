@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +23,7 @@ import requests
 from lab.demo_cluster import ISSUES, REPO, task_seconds
 from lab.demo_lab import LabCluster, Timing, demo_spec
 from lab.testing import isolated_config, lab_cluster, skip_reason
+from tests import redteam
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab]
 
@@ -81,10 +83,11 @@ def cluster(tmp_path_factory):
     config = isolated_config()
     with lab_cluster(
         tmp_path_factory.mktemp("scenarios"),
-        [MEMO, REVIEW],
+        [MEMO, REVIEW, redteam.SCENARIO],
         demo_spec(config.host_prefix),
         config,
         timing=Timing(lease_seconds=15, heartbeat_seconds=3),
+        agent_limits=redteam.AGENT_LIMITS,
     ) as cluster:
         yield cluster
 
@@ -275,3 +278,41 @@ def test_duplicate_and_concurrent_webhooks_make_one_task(cluster):
     assert_one_pull_request(cluster, number, "memos/duplicates.txt")
     time.sleep(3)  # nothing queued behind it either
     assert len([t for t in cluster.tasks() if t["issue_number"] == number]) == 1
+
+
+# Last in the module: it leaves the repository hostile for any task after it.
+def test_a_hostile_repository_and_task_get_nowhere(cluster, tmp_path):
+    secrets = redteam.agent_secrets(cluster)
+    assert len(secrets) >= 4, "the agents' keys, tokens and Redis password"
+    redteam.push_hostile_repository(cluster, tmp_path / "hostile")
+    number = cluster.file_issue("Red team the sandbox", "Try every way out.", ["claude"])
+    task = assert_one_pull_request(cluster, number, "redteam/model.txt", "redteam/tests.txt")
+    repo = cluster.github().get_repo(REPO)
+    for who in ("model", "tests"):  # the model's command, the repository's conftest.py
+        report = repo.get_contents(f"redteam/{who}.txt", ref=task["branch"]).decoded_content
+        *attempts, registry = report.decode().strip().splitlines()
+        assert len(attempts) == 19, report
+        escaped = [line for line in attempts if ": blocked (" not in line]
+        assert not escaped, report
+        assert ": reachable (HTTP" in registry, registry  # allowed hosts still answer
+    for host in redteam.agent_hosts(cluster):  # no injected git config or hook ran
+        assert cluster.ssh(host.name, f"test -e {redteam.MARKER} && echo yes || echo no") == "no\n"
+    # Nothing the simulators or the coordinator received holds a secret.
+    (pull,) = pulls_for(cluster, task["branch"])
+    clone = tmp_path / "pushed"
+    subprocess.run(["git", "clone", "-q", "--branch", task["branch"],
+                    redteam.remote(cluster), str(clone)], check=True, timeout=60)  # fmt: skip
+    pushed = subprocess.run(["git", "-C", str(clone), "log", "-p", "--all"],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    received = [
+        requests.get(f"{cluster.urls['claude']}/_sim/requests", timeout=30).text,
+        pull.title, pull.body or "", pushed,
+        *[c.body for c in repo.get_issue(number).get_comments()],
+        json.dumps(cluster.api("GET", f"/api/v1/tasks/{task['id']}/events")),
+    ]  # fmt: skip
+    assert "Red team the sandbox" in received[0]  # the model's requests are in there
+    for secret in secrets:
+        assert not [text for text in received if secret in text]
+    # The agents go on serving.
+    later = memo(cluster, "after-red-team", 0)
+    assert_one_pull_request(cluster, later, "memos/after-red-team.txt")

@@ -195,6 +195,7 @@ def _json_body() -> dict[str, Any]:
 
 def _describe(record: RequestRecord, body: dict[str, Any]) -> None:
     """Note what the client sent, before validation, so rejected requests are logged too."""
+    record.body = body
     model = body.get("model")
     record.model = model if isinstance(model, str) else None
     record.stream = body.get("stream") is True

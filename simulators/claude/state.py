@@ -62,6 +62,8 @@ class RequestRecord:
     stop_reason: str | None = None
     usage: dict[str, Any] | None = None
     user_agent: str | None = None
+    # The request body as received (tests check what reached the model: no secret may).
+    body: dict[str, Any] | None = None
 
 
 class ClaudeSimulator:

@@ -1,14 +1,24 @@
 """Review feedback continues on the same branch and PR; the mirror cache spares downloads;
-the agent's own API."""
+the agent's own API (HTTPS from the cluster CA, a bearer token per agent)."""
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
+import socket
+import ssl
 import subprocess
 import time
+from pathlib import Path
 
+import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from agent_app.api import ApiServer, create_api
+from agent_app.api import ApiServer, create_api, tls_context
 from agent_app.gitcmd import Git
 from agent_app.workspace import Workspaces
 from lab.services import free_port
@@ -164,3 +174,138 @@ def test_agent_api(cluster_factory):
             assert refused.status_code == 409  # the coordinator decides: no such queued task
         finally:
             api.stop()
+
+
+def _certificate(subject: str, key, issuer_key, issuer: x509.Name | None) -> x509.Certificate:
+    """A CA certificate (no issuer) or a server certificate for 127.0.0.1 it issued."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer or name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+    )
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def throwaway_ca(folder: Path) -> dict[str, Path]:
+    """A cluster CA, the agent's server certificate and key it issued, and a CA it did not."""
+    ca_key, other_key, key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca = _certificate("Test Cluster CA", ca_key, ca_key, None)
+    pems = {
+        "ca": ca.public_bytes(serialization.Encoding.PEM),
+        "other_ca": _certificate("Another CA", other_key, other_key, None).public_bytes(
+            serialization.Encoding.PEM
+        ),
+        "cert": _certificate("agent-1", key, ca_key, ca.subject).public_bytes(
+            serialization.Encoding.PEM
+        ),
+        "key": key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    }
+    paths = {}
+    for name, pem in pems.items():
+        paths[name] = folder / f"{name}.pem"
+        paths[name].write_bytes(pem)
+    return paths
+
+
+def plain_http_answer(port: int, token: str) -> bytes:
+    """What the API port sends back to a plain-HTTP request carrying the right token."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        raw.sendall(
+            b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + f"Authorization: Bearer {token}\r\n\r\n".encode()
+        )
+        answer = b""
+        try:
+            while chunk := raw.recv(4096):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+        return answer
+
+
+def test_agent_api_over_tls(cluster_factory, tmp_path):
+    """`claude-agent run` with api_tls_* serves HTTPS only: the right token over a connection
+    verified against the cluster CA gets the status; nothing else gets data."""
+    files = throwaway_ca(tmp_path)
+    token = "agent-1-own-api-token-0123456789"
+    with cluster_factory([]) as cluster:
+        port = free_port()
+        agent = cluster.agent_process(
+            api_token=token,
+            api_port=port,
+            api_tls_cert_file=str(files["cert"]),
+            api_tls_key_file=str(files["key"]),
+        )
+        base, ca = f"https://127.0.0.1:{port}", str(files["ca"])
+        deadline = time.monotonic() + 30
+        while True:
+            assert agent.poll() is None, (cluster.tmp / "agent-1.log").read_text()
+            try:
+                health = requests.get(f"{base}/health", verify=ca, timeout=5)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "the API did not come up over HTTPS"
+                time.sleep(0.2)
+        assert health.json() == {"status": "ok"}  # unauthenticated, as before
+
+        status = requests.get(
+            f"{base}/status", headers={"Authorization": f"Bearer {token}"}, verify=ca, timeout=5
+        )
+        assert status.status_code == 200 and status.json()["name"] == "agent-1"
+
+        for headers in (
+            {"Authorization": "Bearer agent-2-own-api-token-0123456789"},  # another agent's
+            {"Authorization": f"Bearer {token[:-1]}"},
+            {"Authorization": token},  # no scheme
+            {},
+        ):
+            refused = requests.get(f"{base}/status", headers=headers, verify=ca, timeout=5)
+            assert refused.status_code == 401, headers
+            assert "agent-1" not in refused.text
+
+        # Plain HTTP, even with the right token: the connection closes without an answer.
+        assert b"HTTP/" not in plain_http_answer(port, token)
+        with pytest.raises(requests.ConnectionError):
+            requests.get(
+                f"http://127.0.0.1:{port}/status",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=5,
+            )
+
+        # A client that trusts another CA, or only the public ones, refuses the server (and so
+        # never sends its token).
+        for verify in (str(files["other_ca"]), True):
+            with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+                requests.get(f"{base}/health", verify=verify, timeout=5)
+
+        # A client that connects and says nothing does not stall the others (werkzeug's own
+        # TLS wrap would shake hands in accept(), one connection at a time).
+        with socket.create_connection(("127.0.0.1", port)):
+            started = time.monotonic()
+            assert requests.get(f"{base}/health", verify=ca, timeout=5).status_code == 200
+            assert time.monotonic() - started < 3
+        assert agent.poll() is None
+
+
+def test_agent_api_tls_context_refuses_old_protocols(tmp_path):
+    files = throwaway_ca(tmp_path)
+    context = tls_context(str(files["cert"]), str(files["key"]))
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+    with pytest.raises(ssl.SSLError):
+        tls_context(str(files["cert"]), str(files["other_ca"]))  # not the certificate's key

@@ -13,7 +13,7 @@ import pytest
 
 from agent_app.gitcmd import Git
 from agent_app.publisher import Publisher
-from agent_app.sandbox import CommandRunner
+from agent_app.sandbox import CommandRunner, Policy
 from agent_app.workspace import Workspaces
 from simulators.github.config import SimulatorConfig
 from simulators.github.testing import TOKENS, running_simulator, sample_seed
@@ -118,10 +118,8 @@ def test_the_agent_git_ignores_dangerous_settings_of_its_own_git_directory(check
 @needs_bwrap
 def test_commands_in_the_sandbox_cannot_write_the_git_directory(checkout):
     workspace, _publisher, mirror, _tmp = checkout
-    runner = CommandRunner(
-        "bwrap", hidden=[workspace.root.parent.parent], secrets=[],
-        readable=[workspace.git_dir, mirror],
-    )  # fmt: skip
+    policy = Policy(hidden=(workspace.root.parent.parent,), readable=(workspace.git_dir, mirror))
+    runner = CommandRunner(policy, secrets=[])
     before = (workspace.git_dir / "config").read_text()
     attack = (
         f"echo '[core] fsmonitor = touch /tmp/x' >> {workspace.git_dir}/config; "

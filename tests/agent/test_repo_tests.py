@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from agent_app import repo_tests
-from agent_app.sandbox import CommandRunner
+from agent_app.sandbox import CommandRunner, Policy
 
 MAKEFILE_MISSING_TOOL = "test:\n\tno-such-tool --check\n"
 FAILING_IMPORT = "from no_such_dependency import thing\n\n\ndef test_thing():\n    assert thing\n"
@@ -20,7 +20,7 @@ def run(tmp_path, command: str, files: dict[str, str] | None = None) -> repo_tes
         path.write_text(text)
         if text.startswith("#!"):
             path.chmod(0o755)
-    runner = CommandRunner("none", hidden=[], secrets=[])
+    runner = CommandRunner(Policy(mode="none"), secrets=[])
     return repo_tests.run(runner, tmp_path, command, timeout=60, cancel=threading.Event())
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from agent_app import sandbox
-from agent_app.sandbox import CommandRunner, SandboxUnavailable
+from agent_app.sandbox import CommandRunner, DiskGuard, Policy, SandboxUnavailable
 from tests.agent.conftest import needs_bwrap
 from tests.coordinator.test_admin_pages import admin_session
 
@@ -24,10 +24,15 @@ def layout(tmp_path):
     return config_dir, root
 
 
+def policy(config_dir, root, **settings) -> Policy:
+    """What an agent with this configuration folder and workspace root runs commands with."""
+    return Policy(hidden=(config_dir, root), **settings)
+
+
 @needs_bwrap
 def test_the_probe_passes_when_the_sandbox_holds(layout):
     config_dir, root = layout
-    sandbox.probe("bwrap", [config_dir, root], root / "tasks" / "sandbox-probe")
+    sandbox.probe(policy(config_dir, root), root / "tasks" / "sandbox-probe")
     assert not (root / "tasks" / "sandbox-probe").exists()  # it cleans up
 
 
@@ -43,7 +48,7 @@ def drop_options(monkeypatch, *unwanted: str) -> None:
                 continue
             if part in unwanted:
                 # --tmpfs PATH / --ro-bind SRC DST / --unshare-pid: drop with their arguments.
-                skip = {"--tmpfs": 1, "--ro-bind": 2}.get(part, 0)
+                skip = {"--tmpfs": 1, "--ro-bind": 2, "--size": 1}.get(part, 0)
                 if part == "--ro-bind" and argv[index + 1] == "/":
                     out.append(part)
                     skip = 0
@@ -58,15 +63,19 @@ def drop_options(monkeypatch, *unwanted: str) -> None:
 @pytest.mark.parametrize(
     ("weakness", "reason"),
     [
-        (("--tmpfs",), "is visible to commands"),  # configuration and other tasks not hidden
+        (
+            ("--tmpfs", "--size"),
+            "is visible to commands",
+        ),  # configuration and other tasks not hidden
         (("--unshare-pid",), "PID namespace of their own"),
+        (("--unshare-net",), "network interfaces other than loopback"),
     ],
 )
 def test_the_probe_names_a_broken_promise(layout, monkeypatch, weakness, reason):
     config_dir, root = layout
     drop_options(monkeypatch, *weakness)
     with pytest.raises(SandboxUnavailable, match=reason):
-        sandbox.probe("bwrap", [config_dir, root], root / "tasks" / "sandbox-probe")
+        sandbox.probe(policy(config_dir, root), root / "tasks" / "sandbox-probe")
 
 
 @needs_bwrap
@@ -74,12 +83,12 @@ def test_the_probe_finds_a_writable_git_directory(layout, monkeypatch):
     config_dir, root = layout
     original = CommandRunner.argv
 
-    def writable_git(self, command, cwd, writable, readable):
-        return original(self, command, cwd, [*writable, *self.readable], readable)
+    def writable_git(self, command, cwd, writable):
+        return original(self, command, cwd, [*writable, *self.policy.readable])
 
     monkeypatch.setattr(CommandRunner, "argv", writable_git)
     with pytest.raises(SandboxUnavailable, match="git directory is writable"):
-        sandbox.probe("bwrap", [config_dir, root], root / "tasks" / "sandbox-probe")
+        sandbox.probe(policy(config_dir, root), root / "tasks" / "sandbox-probe")
 
 
 def test_without_bubblewrap_the_probe_fails(layout, tmp_path):
@@ -87,12 +96,12 @@ def test_without_bubblewrap_the_probe_fails(layout, tmp_path):
     empty = tmp_path / "bin"
     empty.mkdir()
     with pytest.raises(SandboxUnavailable, match=r"bubblewrap \(bwrap\) is not installed"):
-        sandbox.probe("bwrap", [config_dir, root], root / "tasks" / "probe", path=str(empty))
+        sandbox.probe(policy(config_dir, root, path=str(empty)), root / "tasks" / "probe")
 
 
 def test_none_is_allowed_but_warned(layout, caplog):
     config_dir, root = layout
-    sandbox.probe("none", [config_dir, root], root / "tasks" / "probe")
+    sandbox.probe(policy(config_dir, root, mode="none"), root / "tasks" / "probe")
     assert "SANDBOX DISABLED" in caplog.text
 
 
@@ -125,12 +134,41 @@ def test_an_agent_whose_sandbox_fails_reports_the_error_and_claims_nothing(
 
 @pytest.mark.parametrize("mode", ["none", pytest.param("bwrap", marks=needs_bwrap)])
 def test_commands_run_under_resource_limits(tmp_path, mode):
-    runner = CommandRunner(mode, hidden=[], secrets=[],
-                           rlimits={"cpu": 1, "nproc": 300, "fsize": 1024 * 1024})  # fmt: skip
-    shown = runner.run("ulimit -t; ulimit -u; ulimit -f", tmp_path, timeout=20)
-    assert shown.output.split() == ["1", "300", "1024"], shown.output  # fsize in KiB
+    rlimits = (("cpu", 1), ("nproc", 300), ("fsize", 2**20), ("data", 256 * 2**20))
+    runner = CommandRunner(Policy(mode=mode, rlimits=rlimits), secrets=[])
+    shown = runner.run("ulimit -t; ulimit -u; ulimit -f; ulimit -d", tmp_path, timeout=20)
+    assert shown.output.split() == ["1", "300", "1024", "262144"], shown.output  # in KiB
     big = runner.run("head -c 5000000 /dev/zero > big.bin", tmp_path, timeout=20)
     assert big.exit_code != 0 and (tmp_path / "big.bin").stat().st_size <= 1024 * 1024
     burner = runner.run("while :; do :; done", tmp_path, timeout=20)
     # Killed by its CPU limit (SIGXCPU, then SIGKILL), not by the 20 s timeout.
     assert not burner.timed_out and burner.exit_code != 0
+
+
+@needs_bwrap
+def test_tmp_is_small_and_memory_is_capped(tmp_path):
+    runner = CommandRunner(Policy(tmp_bytes=2**20, rlimits=(("data", 128 * 2**20),)), secrets=[])
+    tmp = runner.run("head -c 3000000 /dev/zero > /tmp/big", tmp_path, timeout=20)
+    assert tmp.exit_code != 0 and "No space left on device" in tmp.output, tmp.output
+    hog = runner.run("python3 -c 'bytearray(512 * 2**20)'", tmp_path, timeout=20)
+    assert hog.exit_code != 0 and "MemoryError" in hog.output, hog.output
+    small = runner.run("python3 -c 'bytearray(16 * 2**20); print(\"fits\")'", tmp_path, 20)
+    assert small.output.strip() == "fits", small.output
+
+
+def test_a_command_that_fills_the_disk_is_killed_and_the_next_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(DiskGuard, "INTERVAL", 0.3)
+    runner = CommandRunner(Policy(mode="none", disk_bytes=5 * 2**20), secrets=[])
+    filler = runner.run(
+        "for i in $(seq 100); do head -c 1000000 /dev/zero > f$i; sleep 0.05; done; echo finished",
+        tmp_path,
+        timeout=60,
+    )
+    assert filler.disk_full and filler.exit_code is None, filler
+    assert "finished" not in filler.output and "more than 5 MiB" in filler.output
+    assert len(list(tmp_path.glob("f*"))) < 100
+    refused = runner.run("echo hello", tmp_path, timeout=20)
+    assert refused.disk_full and "hello" not in refused.output
+    for written in tmp_path.glob("f*"):
+        written.unlink()
+    assert runner.run("echo hello", tmp_path, timeout=20).output.strip() == "hello"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_app.sandbox import CommandRunner
+from agent_app.sandbox import CommandRunner, Policy
 from agent_app.tools import ToolSet
 from tests.agent.conftest import needs_bwrap
 
@@ -27,7 +27,7 @@ def repo(tmp_path):
 
 @pytest.fixture
 def tools(repo):
-    runner = CommandRunner("none", hidden=[], secrets=[SECRET], output_chars=2000)
+    runner = CommandRunner(Policy(mode="none"), secrets=[SECRET], output_chars=2000)
     return ToolSet(repo, runner, command_timeout=5, cancel=threading.Event())
 
 
@@ -154,7 +154,7 @@ def test_bubblewrap_hides_the_configuration_and_other_tasks(repo, tmp_path):
     other_task = tmp_path / "tasks" / "task-2"
     other_task.mkdir(parents=True)
     (other_task / "secret.txt").write_text("other task data")
-    runner = CommandRunner("bwrap", hidden=[config_dir, tmp_path / "tasks"], secrets=[])
+    runner = CommandRunner(Policy(hidden=(config_dir, tmp_path / "tasks")), secrets=[])
     tools = ToolSet(repo, runner, command_timeout=10, cancel=threading.Event())
     seen = tools.execute(
         "bash",
