@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # the local agents work on (they run its tests with the system's python3, as agent hosts do),
 # Chromium for the admin pages. tests/test_clean_room.py runs the suite's agent tests on a host
 # that has only these, so a package installed by hand cannot hide a missing one here.
-TEST_DEBS := postgresql redis-server git bubblewrap python3-pytest chromium chromium-driver
+TEST_DEBS := postgresql redis-server git bubblewrap tinyproxy socat python3-pytest chromium chromium-driver
 # Debian packages the lab (systemd-nspawn hosts) needs.
 LAB_DEBS := systemd-container debootstrap apt-cacher-ng openssh-client
 PYTEST_ARGS ?=
