@@ -1,6 +1,6 @@
 """Per-command cost of the agent's sandbox: the same trivial command run plain (`bash -c`), in
 the agent's bubblewrap view (own network namespace), with its resource limits, and with the
-relay to the egress proxy too, interleaved in one run.
+relay to the egress proxy and the disk guard too, interleaved in one run.
 
     .venv/bin/python -m bench.sandbox_overhead [--runs 200]
 
@@ -26,7 +26,7 @@ from agent_app.task_runner import command_rlimits
 from bench.report import machine, ms, percentile, table, verdict
 
 TARGET_SECONDS = 0.050  # the sandbox may add at most this much to a command
-TASKS = "bwrap view + rlimits + egress relay (what tasks use)"
+TASKS = "bwrap view + rlimits + egress relay + disk guard (what tasks use)"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,7 +64,14 @@ def main(argv: list[str] | None = None) -> int:
             "plain bash -c (baseline)": CommandRunner(Policy(mode="none"), []),
             "bwrap view, no network": CommandRunner(view, []),
             "bwrap view + rlimits": CommandRunner(limited, []),
-            TASKS: CommandRunner(replace(limited, egress_socket=str(root / "egress.sock")), []),
+            TASKS: CommandRunner(
+                replace(
+                    limited,
+                    egress_socket=str(root / "egress.sock"),
+                    disk_bytes=Limits().workspace_mb * 2**20,  # du of the checkout first
+                ),
+                [],
+            ),
         }
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.runs):  # interleaved: the machine's noise hits every variant alike

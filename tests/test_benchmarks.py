@@ -46,4 +46,4 @@ def test_the_sandbox_benchmark_runs():
                           cwd=BENCH.parent, capture_output=True, text=True, timeout=120,
                           check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "| bwrap view + rlimits + egress relay (what tasks use) |" in done.stdout
+    assert "| bwrap view + rlimits + egress relay + disk guard (what tasks use) |" in done.stdout
