@@ -101,8 +101,11 @@ class AgentConfig:
     # takes no work. "none" runs them unsandboxed: development only, never with real secrets.
     sandbox: str = "bwrap"
     # Commands have no network but this unix socket to the allowlisting egress proxy (the
-    # agent role's tinyproxy); empty: no network at all.
+    # agent role's tinyproxy); empty: no network at all. A repository listed in
+    # egress_repository_sockets ("owner/name" -> socket) gets its own proxy instead, which
+    # also allows that repository's hosts.
     egress_proxy_socket: str = ""
+    egress_repository_sockets: dict[str, str] = field(default_factory=dict)
     # PATH of the model's commands and the test runs (the toolchains the repositories need).
     command_path: str = "/usr/local/bin:/usr/bin:/bin"
     # The agent's own HTTP API; empty api_token disables it. Served over HTTPS with this

@@ -293,7 +293,7 @@ def probe(policy: Policy, scratch: Path) -> None:
     if policy.egress_socket and not _is_socket(policy.egress_socket):
         raise SandboxUnavailable(
             f"the egress proxy socket {policy.egress_socket} does not exist "
-            "(is claude-egress.socket running?)"
+            "(is its claude-egress@<port>.socket running?)"
         )
     shutil.rmtree(scratch, ignore_errors=True)
     repo, git_dir = scratch / "repo", scratch / "git"

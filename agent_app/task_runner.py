@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agent_app import prompts, repo_tests, sandbox
@@ -76,8 +76,10 @@ class TaskRunner:
         """Why commands cannot run safely here, or None: the sandbox is probed with the very
         command line tasks use (see agent_app.sandbox.probe)."""
         scratch = self.workspaces.root / "tasks" / "sandbox-probe"
+        sockets = self.config.egress_repository_sockets.values()
         try:
-            sandbox.probe(self.policy, scratch)
+            for policy in (self.policy, *(replace(self.policy, egress_socket=s) for s in sockets)):
+                sandbox.probe(policy, scratch)
         except sandbox.SandboxUnavailable as exc:
             return str(exc)
         return None
@@ -123,7 +125,7 @@ class TaskRunner:
     ) -> tuple[repo_tests.TestRun | None, str]:
         """Claude's loop, then the tests (with fix rounds); returns (tests, Claude's summary)."""
         task = running.data
-        runner = self._runner(task, workspace)
+        runner = self.command_runner(task, workspace)
         tools = ToolSet(workspace.repo, runner, self.config.limits.command_timeout, running.cancel)
         conversation = Conversation(
             system=prompts.system_blocks(
@@ -263,13 +265,16 @@ class TaskRunner:
 
     # Helpers -----------------------------------------------------------------------------
 
-    def _runner(self, task: dict, workspace: TaskWorkspace) -> CommandRunner:
-        """Commands see the checkout (writable), its git directory and the repository's mirror
-        (read-only: `git log` and `git diff` work, nothing can be written there)."""
+    def command_runner(self, task: dict, workspace: TaskWorkspace) -> CommandRunner:
+        """How ``task``'s commands run: they see the checkout (writable), its git directory and
+        the repository's mirror (read-only: `git log` and `git diff` work, nothing can be
+        written there), and reach the network through the repository's egress proxy."""
         readable = (workspace.git_dir, self.workspaces.mirror_path(task["repository"]))
-        return CommandRunner(
-            self.policy.reading(*readable), self.config.secrets, self.config.limits.output_chars
-        )
+        policy = self.policy.reading(*readable)
+        own_proxy = self.config.egress_repository_sockets.get(task["repository"])
+        if own_proxy:  # a proxy that also allows this repository's own hosts
+            policy = replace(policy, egress_socket=own_proxy)
+        return CommandRunner(policy, self.config.secrets, self.config.limits.output_chars)
 
     def _guard(self, running: RunningTask) -> None:
         if running.cancel.is_set():

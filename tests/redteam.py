@@ -123,7 +123,7 @@ attempt(f"allocate {TARGETS['memory_mb']} MiB", memory)
 attempt(f"write a {TARGETS['file_mb']} MiB file", lambda: big_file("redteam-big.bin"))
 attempt(f"write {TARGETS['file_mb']} MiB to /tmp", lambda: big_file("/tmp/big.bin"))
 # The other side: an allowed registry answers through the proxy.
-allowed = pathlib.Path("/etc/tinyproxy/egress-allow").read_text().split("\n")
+allowed = pathlib.Path("/etc/tinyproxy/claude-egress-8888.allow").read_text().split("\n")
 host = next(l for l in allowed if l.startswith("^")).strip("^$").replace("\\", "")
 try:
     reach = f"reachable (HTTP {fetch(f'https://{host}/')})"

@@ -14,14 +14,17 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
 from agent_app import egress, sandbox
+from agent_app.cli import build_worker
 from agent_app.sandbox import CommandRunner, Policy, SandboxUnavailable
+from agent_app.workspace import TaskWorkspace
 from lab.services import free_port
-from tests.agent.conftest import needs_bwrap
+from tests.agent.conftest import REPO, needs_bwrap
 
 pytestmark = [
     needs_bwrap,
@@ -174,6 +177,25 @@ def _outside_address() -> str:
         return "10.255.255.254"
     finally:
         probe.close()
+
+
+def test_a_repository_with_its_own_proxy_gets_it(egress_proxy, cluster_factory, tmp_path):
+    sock, port = egress_proxy
+    with cluster_factory([]) as cluster:
+        config_file = cluster.agent_config("agent-1")
+        config = cluster.configs["agent-1"]
+        config.egress_repository_sockets = {REPO: str(sock)}  # the others: no proxy at all
+        runner = build_worker(config, str(config_file)).runner
+        assert runner.sandbox_problem() is None  # both the default and REPO's policy probed
+        workspace = TaskWorkspace(Path(config.workspace_root) / "tasks" / "task-1")
+        workspace.repo.mkdir(parents=True)
+        fetch = FETCH.format(url=f"http://localhost:{port}/own")
+        for repository, answer in ((REPO, "STATUS 200"), ("acme/other", "ERROR")):
+            commands = runner.command_runner({"repository": repository}, workspace)
+            assert answer in commands.run(fetch, workspace.repo, timeout=60).output
+        assert Recorder.hits == ["/own"]
+        config.egress_repository_sockets = {REPO: str(tmp_path / "gone.sock")}
+        assert "egress proxy socket" in runner.sandbox_problem()
 
 
 def test_the_probe_checks_the_relay_and_the_socket(egress_proxy, tmp_path):
