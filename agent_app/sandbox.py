@@ -43,7 +43,8 @@ BASE_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
     "PIP_DISABLE_PIP_VERSION_CHECK": "1",
 }
-# Proxies are passed on: lab hosts reach package registries only through one.
+# Without a sandbox (development), the agent's own proxy settings are passed on; sandboxed
+# commands get the egress relay's instead (agent_app.egress.environment).
 PASSED_THROUGH = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 
 
@@ -72,8 +73,8 @@ class Policy:
 
     ``mode``: "bwrap" or "none"; ``hidden``: folders commands see empty (the configuration,
     the workspace root); ``readable``: paths under hidden ones bound read-only; ``path``: the
-    PATH of commands; ``rlimits``: prlimit's names and values, e.g. ``{"cpu": 600,
-    "nproc": 512, "fsize": 2**30, "data": 2**32}``; ``egress_socket``: the unix socket of the
+    PATH of commands; ``rlimits``: prlimit's names and values, e.g. ``(("cpu", 600),
+    ("nproc", 512), ("fsize", 2**30), ("data", 2**32))``; ``egress_socket``: the unix socket of the
     allowlisting egress proxy (empty: commands have no network at all); ``tmp_bytes``: size of
     the private /tmp; ``disk_bytes``: the most the task's writable folders may hold (0: no
     guard)."""
