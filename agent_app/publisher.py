@@ -93,7 +93,7 @@ class Publisher:
 
         def git(*args: str) -> str:
             try:
-                return self.git(*args, cwd=workspace.repo, git_dir=workspace.git_dir)
+                return self._git_in(workspace, *args)
             except GitError as exc:
                 raise PublishError(str(exc)) from exc
 
@@ -117,10 +117,13 @@ class Publisher:
         git("commit", "--quiet", "--no-verify", "-m", self.redact(message))
         return Commit(git("rev-parse", "HEAD").strip(), left_out)
 
+    def _git_in(self, workspace: TaskWorkspace, *args: str) -> str:
+        """git on the task's checkout with its git directory (kept outside the checkout)."""
+        return self.git(*args, cwd=workspace.repo, git_dir=workspace.git_dir)
+
     def _workflows_allowed(self, workspace: TaskWorkspace) -> bool:
         try:
-            text = self.git("show", f"refs/remotes/origin/HEAD:{REPO_CONFIG}",
-                            cwd=workspace.repo, git_dir=workspace.git_dir)  # fmt: skip
+            text = self._git_in(workspace, "show", f"refs/remotes/origin/HEAD:{REPO_CONFIG}")
         except GitError:
             return False  # no configuration: not allowed
         try:
@@ -155,8 +158,9 @@ class Publisher:
     def _refuse_secrets(self, workspace: TaskWorkspace, branch: str) -> None:
         try:
             # The commits on the branch that the remote did not have when the task began.
-            new = self.git("log", "--patch", "--binary", "--format=%B", branch, "--not",
-                           "--remotes", cwd=workspace.repo, git_dir=workspace.git_dir)  # fmt: skip
+            new = self._git_in(
+                workspace, "log", "--patch", "--binary", "--format=%B", branch, "--not", "--remotes"
+            )
         except GitError as exc:
             raise PublishError(f"cannot check the change before pushing: {exc}") from exc
         found = self.redact.findings(new)
