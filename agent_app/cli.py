@@ -68,7 +68,8 @@ def check(ctx: click.Context) -> None:
 def egress_defaults() -> None:
     """Print, as JSON, the package registries this host's tools use (the egress allowlist's
     default) and the proxy pip goes through (the egress proxy's upstream)."""
-    found = {"registries": egress.registry_hosts(), "upstream_proxy": egress.upstream_proxy()}
+    pip = egress.pip_settings()
+    found = {"registries": egress.registry_hosts(pip), "upstream_proxy": egress.upstream_proxy(pip)}
     click.echo(json.dumps(found))
 
 

@@ -20,13 +20,15 @@ PROXY_PORT = 3128
 PROXY_URL = f"http://127.0.0.1:{PROXY_PORT}"
 #: Where the proxy's socket appears inside the sandbox (on its private /tmp).
 SOCKET_IN_SANDBOX = "/tmp/.egress-proxy.sock"  # noqa: S108 - inside the sandbox's own tmpfs
-# Start the relay, wait (at most ~2 s) until it listens, then become the command. 0C38 is 3128
-# in /proc/net/tcp's hex; `read` is a builtin, so waiting costs no process per look. socat
-# exits with the sandbox (bwrap kills its PID namespace).
+#: The relay's line in /proc/net/tcp once it listens: 127.0.0.1:PROXY_PORT in hex, state 0A.
+LISTENING = f" 0100007F:{PROXY_PORT:04X} 00000000:0000 0A"
+# Start the relay, wait (at most ~2 s) until it listens, then become the command. `read` is a
+# builtin, so waiting costs no process per look. socat exits with the sandbox (bwrap kills its
+# PID namespace).
 RELAY = f"""
 socat TCP-LISTEN:{PROXY_PORT},bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:{SOCKET_IN_SANDBOX} &
 tries=0
-until read -r -d '' tcp < /proc/net/tcp; [[ $tcp == *" 0100007F:0C38 00000000:0000 0A"* ]]; do
+until read -r -d '' tcp < /proc/net/tcp; [[ $tcp == *"{LISTENING}"* ]]; do
     tries=$((tries + 1))
     [ "$tries" -le 1000 ] || {{ echo "egress: the proxy relay did not start" >&2; break; }}
     sleep 0.002
@@ -59,11 +61,11 @@ def pip_settings(python: str = sys.executable) -> dict[str, list[str]]:
     return settings
 
 
-def registry_hosts(python: str = sys.executable) -> list[str]:
-    """Hosts of the package registries this host's tools use: pip's configured index URLs (or
-    pip's own default index and its file host) and npm's registry when npm is installed. The
-    agent role allows them by default; other ecosystems are added with agent_egress_allow."""
-    settings = pip_settings(python)
+def registry_hosts(settings: dict[str, list[str]], python: str = sys.executable) -> list[str]:
+    """Hosts of the package registries this host's tools use: pip's configured index URLs (in
+    ``settings``, from pip_settings; else pip's own default index and its file host) and npm's
+    registry when npm is installed. The agent role allows them by default; other ecosystems
+    are added with agent_egress_allow."""
     urls = " ".join(settings.get("index-url", []) + settings.get("extra-index-url", []))
     hosts = [urlsplit(url).hostname or "" for url in urls.split()]  # file:// needs no network
     if not settings.get("index-url"):
@@ -73,10 +75,11 @@ def registry_hosts(python: str = sys.executable) -> list[str]:
     return sorted({h for h in hosts if h})
 
 
-def upstream_proxy(python: str = sys.executable) -> str:
-    """The proxy this host's pip goes through (pip.conf ``proxy``), or "": hosts without a
-    route to the internet reach the registries through one, and so must the egress proxy."""
-    return next(iter(pip_settings(python).get("proxy", [])), "")
+def upstream_proxy(settings: dict[str, list[str]]) -> str:
+    """The proxy this host's pip goes through (pip.conf ``proxy`` in ``settings``), or "":
+    hosts without a route to the internet reach the registries through one, and so must the
+    egress proxy."""
+    return next(iter(settings.get("proxy", [])), "")
 
 
 # pip's built-in index and the host its files come from (named by pip, not by us).

@@ -275,7 +275,7 @@ nics=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ' ')
 echo sandbox-ok
 """
 EGRESS_CHECK = (
-    "grep -q ' 0100007F:0C38 00000000:0000 0A' /proc/net/tcp"
+    f"grep -q '{egress.LISTENING}' /proc/net/tcp"
     ' || fail "the egress proxy relay does not listen (is socat installed?)"'
 )
 

@@ -227,20 +227,25 @@ def test_the_defaults_are_the_registries_and_proxy_pip_uses(tmp_path, monkeypatc
 
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # pip's own default index
     monkeypatch.setenv("PATH", str(tmp_path))  # and no npm
-    assert egress.registry_hosts() == sorted({PyPI.netloc, PyPI.file_storage_domain})
+    assert egress.registry_hosts(egress.pip_settings()) == sorted(
+        {PyPI.netloc, PyPI.file_storage_domain}
+    )
     conf = tmp_path / "pip.conf"
     conf.write_text(
         "[global]\nindex-url = https://mirror.example.internal/simple\n"
         "extra-index-url = https://extra.example.internal/simple\n"
     )
     monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
-    assert egress.registry_hosts() == ["extra.example.internal", "mirror.example.internal"]
-    assert egress.upstream_proxy() == ""
+    assert egress.registry_hosts(egress.pip_settings()) == [
+        "extra.example.internal",
+        "mirror.example.internal",
+    ]
+    assert egress.upstream_proxy(egress.pip_settings()) == ""
     conf.write_text(
         "[global]\nextra-index-url = https://extra.example.internal/simple\n"
         "proxy = http://10.9.8.7:3142\n"
     )
-    assert egress.upstream_proxy() == "http://10.9.8.7:3142"
-    assert egress.registry_hosts() == sorted(
+    assert egress.upstream_proxy(egress.pip_settings()) == "http://10.9.8.7:3142"
+    assert egress.registry_hosts(egress.pip_settings()) == sorted(
         {"extra.example.internal", PyPI.netloc, PyPI.file_storage_domain}
     )
