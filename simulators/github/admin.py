@@ -7,13 +7,15 @@ import ipaddress
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from simulators.github.api.common import created, json_body, request_urls
+from simulators.github.api.common import created, json_body, no_content, request_urls
 from simulators.github.exceptions import ApiError, Forbidden, NotFound, missing_field
+from simulators.github.models import Installation
 from simulators.github.simulator import GitHubSimulator
 
 bp = Blueprint("github_sim_admin", __name__, url_prefix="/_sim")
 
 REPO = "/repos/<owner>/<name>"
+INSTALLATION = "/app/installations/<int:installation_id>"
 
 
 def _sim() -> GitHubSimulator:
@@ -118,6 +120,92 @@ def review_pull(owner: str, name: str, number: int) -> Response:
     return created(sim.serializer(request_urls()).review(repo, review))
 
 
+# the GitHub App
+
+
+def _sender(data: dict) -> str | None:
+    """Who the change is attributed to in webhooks (`as`, in the body or the query), if given."""
+    login = data.get("as") or request.args.get("as")
+    return _sim().store.user(login).login if login else None
+
+
+def _installation(installation: Installation) -> Response:
+    sim = _sim()
+    return jsonify(sim.serializer(request_urls()).installation(sim.app(), installation))
+
+
+@bp.put("/app/webhook")
+def app_webhook() -> Response:
+    """Set the App's webhook: `url` (empty turns it off), `secret`, optional `events`."""
+    data = json_body()
+    hook = _sim().set_app_webhook(
+        data.get("url"), secret=data.get("secret"), events=data.get("events")
+    )
+    return jsonify({"url": hook.url if hook else None, "events": _sim().app().events})
+
+
+@bp.post("/app/installations")
+def install() -> Response:
+    """Install the App on `account`: all its repositories, or `repositories` (full names);
+    `permissions` change the defaults, `id` picks the installation id, `as` the sender."""
+    sim, data = _sim(), json_body()
+    if not data.get("account"):
+        raise missing_field("Installation", "account")
+    installation = sim.install_app(
+        data["account"],
+        repositories=data.get("repositories"),
+        permissions=data.get("permissions"),
+        installation_id=data.get("id"),
+        sender=_sender(data),
+    )
+    response = _installation(installation)
+    response.status_code = 201
+    return response
+
+
+@bp.delete(INSTALLATION)
+def uninstall(installation_id: int) -> Response:
+    """Uninstall the App (its tokens stop working)."""
+    _sim().uninstall_app(installation_id, sender=_sender(json_body()))
+    return no_content()
+
+
+@bp.post(f"{INSTALLATION}/suspend")
+def suspend(installation_id: int) -> Response:
+    """Suspend an installation."""
+    sim = _sim()
+    sim.suspend_installation(installation_id, sender=_sender(json_body()))
+    return _installation(sim.installation(installation_id))
+
+
+@bp.post(f"{INSTALLATION}/unsuspend")
+def unsuspend(installation_id: int) -> Response:
+    """Lift an installation's suspension."""
+    sim = _sim()
+    sim.unsuspend_installation(installation_id, sender=_sender(json_body()))
+    return _installation(sim.installation(installation_id))
+
+
+@bp.put(f"{INSTALLATION}/repositories/<owner>/<name>")
+def add_installation_repository(installation_id: int, owner: str, name: str) -> Response:
+    """Add a repository to an installation."""
+    sim = _sim()
+    sim.add_installation_repositories(
+        installation_id, [f"{owner}/{name}"], sender=_sender(json_body())
+    )
+    return _installation(sim.installation(installation_id))
+
+
+@bp.delete(f"{INSTALLATION}/repositories/<owner>/<name>")
+def remove_installation_repository(installation_id: int, owner: str, name: str) -> Response:
+    """Take a repository out of an installation (its tokens lose it at once)."""
+    sim = _sim()
+    sim.remove_installation_repositories(
+        installation_id, [f"{owner}/{name}"], sender=_sender(json_body())
+    )
+    return _installation(sim.installation(installation_id))
+
+
 @bp.get("/deliveries")
 def deliveries() -> Response:
     """Every delivery with request and response; `?failed=1` for failures, `?event=` to filter."""
@@ -155,6 +243,13 @@ def flush() -> Response:
     if not _sim().wait_idle(float(request.args.get("timeout", 30))):
         raise NotFound("Webhook queue did not drain in time")
     return jsonify({"idle": True})
+
+
+@bp.post("/rate-limits")
+def rate_limits() -> Response:
+    """Change any rate limit (config field names, e.g. `rate_limit`) and reset every count."""
+    sim = _sim()
+    return jsonify(sim.rate.configure(sim.config, json_body()))
 
 
 @bp.post("/reset")

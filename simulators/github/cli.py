@@ -36,6 +36,12 @@ DEMO_SEED = Path(__file__).parent / "seeds" / "demo.yml"
 @click.option("--admin-token", default=None, help="Require this token on /_sim/.")
 @click.option("--webhook-timeout", default=None, type=float, help="Seconds per delivery.")
 @click.option(
+    "--app-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The App's private key (PEM): read if it exists, else generated and written there.",
+)
+@click.option(
     "--webhook-ca-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
@@ -51,6 +57,7 @@ def github(
     admin_token: str | None,
     webhook_timeout: float | None,
     webhook_ca_file: Path | None,
+    app_key_file: Path | None,
 ) -> None:
     """Simulate GitHub: REST under /api/v3, git at /<owner>/<repo>.git, webhooks, /_sim/."""
     config = SimulatorConfig.load(
@@ -60,6 +67,7 @@ def github(
         admin_token=admin_token,
         webhook_timeout=webhook_timeout,
         webhook_ca_file=webhook_ca_file,
+        app_key_file=app_key_file,
     )
     app = create_app(config)
     sim = app.extensions["github_sim"]

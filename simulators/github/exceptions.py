@@ -83,8 +83,11 @@ class ValidationFailed(ApiError):
     status = 422
     default_message = "Validation Failed"
 
-    def __init__(self, *errors: dict, message: str | None = None) -> None:
-        super().__init__(message, errors=list(errors))
+    def __init__(
+        self, *errors: dict, message: str | None = None, documentation_url: str = DOCS
+    ) -> None:
+        # Without errors GitHub sends only the message (e.g. refused token requests).
+        super().__init__(message, errors=list(errors) or None, documentation_url=documentation_url)
 
 
 def missing_field(resource: str, field: str) -> ValidationFailed:

@@ -16,8 +16,9 @@ from typing import IO
 
 from flask import Blueprint, Response, current_app, request
 
+from simulators.github.app_permissions import grants
 from simulators.github.exceptions import ApiError
-from simulators.github.git_repos import PUSH_LOG_ENV
+from simulators.github.git_repos import PUSH_LOG_ENV, WORKFLOW_REFUSAL_ENV
 from simulators.github.models import Permission, Repo
 from simulators.github.simulator import GitHubSimulator, Identity
 
@@ -29,6 +30,14 @@ CHUNK = 64 * 1024
 RECEIVE_PACK = "git-receive-pack"
 # Request headers http-backend reads from the CGI environment (Git-Protocol selects v2).
 PASSED_HEADERS = ("Content-Encoding", "Git-Protocol", "Accept")
+# What GitHub answers a push touching .github/workflows/ without the right to ({path}: the file).
+APP_WORKFLOW_REFUSAL = (
+    "refusing to allow a GitHub App to create or update workflow `{path}` "
+    "without `workflows` permission"
+)
+OAUTH_WORKFLOW_REFUSAL = (
+    "refusing to allow an OAuth App to create or update workflow `{path}` without `workflow` scope"
+)
 
 
 def _text(status: int, body: str, headers: dict[str, str] | None = None) -> Response:
@@ -69,7 +78,7 @@ def smart_http(owner: str, name: str, rest: str) -> Response:
     except ApiError:
         return _challenge("Invalid username or password.")
     repo = sim.store.find_repo(f"{owner}/{name}")
-    role = sim.permission(identity, repo) if repo else Permission.NONE
+    role = sim.git_permission(identity, repo) if repo else Permission.NONE
     if identity is None and (pushing or not role.allows(Permission.READ)):
         return _challenge()
     if repo is None or not role.allows(Permission.READ):
@@ -78,6 +87,15 @@ def smart_http(owner: str, name: str, rest: str) -> Response:
         assert identity is not None  # noqa: S101 (anonymous pushes were challenged above)
         return _text(403, f"Permission to {repo.full_name}.git denied to {identity.login}.")
     return _run_backend(sim, repo, rest, identity)
+
+
+def _workflow_refusal(sim: GitHubSimulator, identity: Identity) -> str | None:
+    """GitHub's refusal when ``identity`` may not push workflow changes, else None: an App
+    token needs `workflows` write, a personal token the `workflow` scope."""
+    if identity.installation_id is not None:
+        allowed = grants(sim.app_permissions(identity), "workflows", "write")
+        return None if allowed else APP_WORKFLOW_REFUSAL
+    return None if "workflow" in identity.scopes else OAUTH_WORKFLOW_REFUSAL
 
 
 def _cgi_environ(sim: GitHubSimulator, repo: Repo, rest: str, identity: Identity | None) -> dict:
@@ -116,6 +134,9 @@ def _run_backend(sim: GitHubSimulator, repo: Repo, rest: str, identity: Identity
         os.close(fd)
         push_log = Path(name)
         env[PUSH_LOG_ENV] = str(push_log)
+        refusal = _workflow_refusal(sim, identity) if identity is not None else None
+        if refusal is not None:
+            env[WORKFLOW_REFUSAL_ENV] = refusal
     proc = subprocess.Popen(
         ["git", "http-backend"],
         stdin=subprocess.PIPE,

@@ -20,6 +20,27 @@ PUSH_LOG_ENV = "GHSIM_PUSH_LOG"
 POST_RECEIVE_HOOK = f"""#!/bin/sh
 if [ -n "${PUSH_LOG_ENV}" ]; then cat >> "${PUSH_LOG_ENV}"; fi
 """
+# Set by the smart-HTTP view when the pusher may not touch .github/workflows/: the refusal GitHub
+# prints, with "{{path}}" standing for the first workflow file the push adds, changes or deletes.
+WORKFLOW_REFUSAL_ENV = "GHSIM_WORKFLOW_REFUSAL"
+# Looks at the commits the push brings that no ref has yet (so a new branch is judged by its own
+# commits only), and refuses every ref update if one of them touches a workflow.
+PRE_RECEIVE_HOOK = f"""#!/bin/sh
+[ -n "${WORKFLOW_REFUSAL_ENV}" ] || exit 0
+changed="git diff-tree -r -m --root --no-commit-id --name-only"
+refused=""
+while read -r old new ref; do
+  [ "$new" = "{ZERO_SHA}" ] && continue
+  for commit in $(git rev-list "$new" --not --all); do
+    path=$($changed "$commit" -- .github/workflows/ | head -n 1)
+    if [ -n "$path" ] && [ -z "$refused" ]; then refused="$path"; fi
+  done
+done
+[ -z "$refused" ] && exit 0
+template="${WORKFLOW_REFUSAL_ENV}"
+echo "${{template%%"{{path}}"*}}$refused${{template#*"{{path}}"}}" >&2
+exit 1
+"""
 
 
 class GitError(RuntimeError):
@@ -70,9 +91,13 @@ class GitStorage:
         )
         # http-backend only serves pushes to authenticated users; we authenticate every push.
         self._git(repo, "config", "http.receivepack", "true")
-        hook = path / "hooks" / "post-receive"
-        hook.write_text(POST_RECEIVE_HOOK)
-        hook.chmod(0o755)
+        for name, script in (
+            ("pre-receive", PRE_RECEIVE_HOOK),
+            ("post-receive", POST_RECEIVE_HOOK),
+        ):
+            hook = path / "hooks" / name
+            hook.write_text(script)
+            hook.chmod(0o755)
         if files or import_dir:
             self._first_commit(repo, files or {}, import_dir, author)
 

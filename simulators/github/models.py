@@ -53,6 +53,10 @@ class User:
     created_at: datetime = field(default_factory=utcnow)
 
 
+# OAuth scopes a seeded personal token has unless its seed names others (X-OAuth-Scopes).
+DEFAULT_SCOPES = ("repo", "workflow", "admin:repo_hook", "read:org")
+
+
 @dataclass
 class Token:
     """A credential: a user's personal token or an App installation's short-lived token."""
@@ -61,6 +65,12 @@ class Token:
     login: str  # the account acting: the user, or the App's bot user
     installation_id: int | None = None
     expires_at: datetime | None = None
+    # Installation tokens: lower-cased full names the token was narrowed to (None: every
+    # repository the installation covers, now or later) and the permissions it carries.
+    repositories: frozenset[str] | None = None
+    permissions: dict[str, str] = field(default_factory=dict)
+    # Personal tokens: the OAuth scopes (`workflow` lets a push change .github/workflows/).
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
 
 
 @dataclass
@@ -196,12 +206,13 @@ class Delivery:
     id: int
     guid: str
     hook_id: int
-    repo: str  # full name
+    repo: str | None  # full name; None for events about no repository (App installations)
     event: str
     action: str | None
     request_headers: dict[str, str]
     body: bytes
     url: str
+    installation_id: int | None = None  # set on deliveries to the App's webhook
     redelivery: bool = False
     delivered_at: datetime = field(default_factory=utcnow)
     status_code: int = 0
@@ -257,9 +268,40 @@ class Repo:
         return self.labels.get(name.lower())
 
 
+class Selection(str, enum.Enum):
+    """Which of its account's repositories an installation covers."""
+
+    ALL = "all"
+    SELECTED = "selected"
+
+
+@dataclass
+class Installation:
+    """The App installed on one account, for all or some of its repositories."""
+
+    id: int
+    account: str  # login of the user or organization
+    permissions: dict[str, str]
+    repository_selection: Selection = Selection.ALL
+    repositories: set[str] = field(default_factory=set)  # lower-cased full names when selected
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    suspended_at: datetime | None = None
+    suspended_by: str | None = None
+
+    def covers(self, repo: Repo) -> bool:
+        """Whether ``repo`` is one of the installation's repositories."""
+        if repo.owner.lower() != self.account.lower():
+            return False
+        return (
+            self.repository_selection is Selection.ALL
+            or repo.full_name.lower() in self.repositories
+        )
+
+
 @dataclass
 class App:
-    """The GitHub App and its single installation."""
+    """The GitHub App, its installations and its webhook."""
 
     id: int
     slug: str
@@ -267,11 +309,21 @@ class App:
     owner: str
     public_key_pem: str
     private_key_pem: str
-    installation_id: int
+    permissions: dict[str, str]  # what the App asks of the accounts installing it
+    events: list[str]  # events its webhook subscribes to
     client_id: str = "Iv1.simulated"
     created_at: datetime = field(default_factory=utcnow)
+    installations: dict[int, Installation] = field(default_factory=dict)
+    hook: Hook | None = None  # the App's webhook, when it has a URL
 
     @property
     def bot_login(self) -> str:
         """The bot account the App acts as."""
         return f"{self.slug}[bot]"
+
+    def installation_on(self, account: str) -> Installation | None:
+        """The installation on ``account`` (an App is installed at most once per account)."""
+        return next(
+            (i for i in self.installations.values() if i.account.lower() == account.lower()),
+            None,
+        )

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from simulators.github.issue_serializers import Serializer
-from simulators.github.models import Comment, Hook, Issue, Label, Repo, Review, ReviewComment
+from simulators.github.models import (
+    App,
+    Comment,
+    Hook,
+    Installation,
+    Issue,
+    Label,
+    Repo,
+    Review,
+    ReviewComment,
+)
 from simulators.github.urls import node_id
 
 ZEN = "Anything added dilutes everything else."
@@ -16,21 +26,56 @@ class Payloads:
         self.s = serializer
 
     def _envelope(self, repo: Repo, sender: str, **body: object) -> dict:
-        """``body`` followed by repository, sender and, where they apply, organization and
-        installation (repos owned by an organization / by the App's installation account)."""
+        """``body`` followed by repository, sender and, for a repository an organization owns,
+        organization. (The App's copy also gets `installation`: see :meth:`for_installation`.)"""
         payload: dict = dict(body)
         payload["repository"] = self.s.repo(repo)
         owner = self.s.store.find_user(repo.owner)
         if owner is not None and owner.type == "Organization":
             payload["organization"] = self.s.organization(repo.owner)
         payload["sender"] = self.s.user(sender)
-        app = self.s.store.app
-        if app is not None and app.owner.lower() == repo.owner.lower():
-            payload["installation"] = {
-                "id": app.installation_id,
-                "node_id": node_id("Installation", app.installation_id),
-            }
         return payload
+
+    @staticmethod
+    def for_installation(payload: dict, installation: Installation) -> dict:
+        """``payload`` as the App's webhook gets it: with the installation it concerns."""
+        reference = {"id": installation.id, "node_id": node_id("Installation", installation.id)}
+        return {**payload, "installation": reference}
+
+    def installation(
+        self, action: str, app: App, installation: Installation, sender: str, repos: list[Repo]
+    ) -> dict:
+        """`installation` (created, deleted, suspend, unsuspend); created and deleted list the
+        repositories the installation covers."""
+        payload: dict = {
+            "action": action,
+            "installation": self.s.installation(app, installation),
+        }
+        if action in ("created", "deleted"):
+            payload["repositories"] = [self.s.repo_summary(r) for r in repos]
+        payload["sender"] = self.s.user(sender)
+        return payload
+
+    def installation_repositories(
+        self,
+        action: str,
+        app: App,
+        installation: Installation,
+        sender: str,
+        *,
+        added: list[Repo],
+        removed: list[Repo],
+    ) -> dict:
+        """`installation_repositories` (added, removed)."""
+        return {
+            "action": action,
+            "installation": self.s.installation(app, installation),
+            "repository_selection": installation.repository_selection.value,
+            "repositories_added": [self.s.repo_summary(r) for r in added],
+            "repositories_removed": [self.s.repo_summary(r) for r in removed],
+            "requester": None,
+            "sender": self.s.user(sender),
+        }
 
     def ping(self, repo: Repo, hook: Hook, sender: str) -> dict:
         """`ping`, sent when a hook is created or pinged."""

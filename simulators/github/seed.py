@@ -4,12 +4,21 @@ Format (every key but the names is optional)::
 
     users:
       - {login: alice, token: ghp_alice, type: User, site_admin: false, name: Alice}
+      - {login: ci, token: ghp_ci, scopes: [repo]}   # OAuth scopes; default repo, workflow, ...
     app:                       # a GitHub App installed on `owner`'s account
       id: 1001
       slug: claude-cluster
       owner: acme
       installation_id: 5001
+      repositories: [acme/demo]     # only these ("selected"); absent: all of owner's
+      permissions: {workflows: write}   # on top of contents/issues/pull_requests write
       private_key_path: app.pem   # relative to the seed; generated (and written) when absent
+      webhook_url: http://127.0.0.1:8000/webhooks/github   # the App's own webhook
+      webhook_secret: s3cret
+      events: [issues, issue_comment, pull_request, push]
+      installations:            # several installations instead of (or besides, when
+        - {id: 5002, account: bob, repositories: [bob/tools], permissions: {issues: read}}
+                                # `installation_id` is given) the one on `owner`
     repos:
       - name: acme/demo
         private: true
@@ -32,7 +41,9 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from simulators.github.models import App, Repo
+from simulators.github.app_permissions import permissions_with
+from simulators.github.installations import DEFAULT_EVENTS
+from simulators.github.models import DEFAULT_SCOPES, App, Repo
 
 if TYPE_CHECKING:
     from simulators.github.simulator import GitHubSimulator
@@ -74,8 +85,9 @@ def _add_user(sim: GitHubSimulator, spec: dict) -> None:
     )
     user.email = spec.get("email")
     tokens = spec.get("tokens") or ([spec["token"]] if spec.get("token") else [])
+    scopes = tuple(spec.get("scopes") or DEFAULT_SCOPES)
     for token in tokens:
-        sim.store.add_token(str(token), user.login)
+        sim.store.add_token(str(token), user.login, scopes)
 
 
 def generate_private_key() -> str:
@@ -91,6 +103,8 @@ def generate_private_key() -> str:
 def _add_app(sim: GitHubSimulator, spec: dict, base: Path) -> None:
     pem = spec.get("private_key")
     key_path = base / spec["private_key_path"] if spec.get("private_key_path") else None
+    if sim.config.app_key_file:
+        pem, key_path = None, sim.config.app_key_file
     if not pem and key_path and key_path.exists():
         pem = key_path.read_text()
     if not pem:
@@ -113,11 +127,26 @@ def _add_app(sim: GitHubSimulator, spec: dict, base: Path) -> None:
         owner=owner,
         public_key_pem=public_pem,
         private_key_pem=pem,
-        installation_id=int(spec.get("installation_id", 1)),
+        permissions=permissions_with(spec.get("permissions")),
+        events=list(spec.get("events") or DEFAULT_EVENTS),
         client_id=spec.get("client_id", "Iv1.simulated"),
     )
     sim.store.app = app
     sim.store.add_user(app.bot_login, type="Bot")
+    sim.set_app_webhook(spec.get("webhook_url"), secret=spec.get("webhook_secret"))
+    installations = list(spec.get("installations") or [])
+    if "installation_id" in spec or not installations:
+        owned = {"id": spec.get("installation_id", 1), "account": owner}
+        owned |= {key: spec[key] for key in ("repositories", "permissions") if key in spec}
+        installations.insert(0, owned)
+    for item in installations:
+        sim.install_app(
+            sim.store.add_user(item["account"]).login,
+            repositories=item.get("repositories"),
+            permissions=item.get("permissions"),
+            installation_id=int(item["id"]),
+            notify=False,  # a seed describes installations that already exist
+        )
 
 
 def _add_repo(sim: GitHubSimulator, spec: dict, base: Path) -> None:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import json
 
-from simulators.github.models import App, Delivery, Hook, Label, Permission, Repo, User
+from simulators.github.models import (
+    App,
+    Delivery,
+    Hook,
+    Installation,
+    Label,
+    Permission,
+    Repo,
+    User,
+)
 from simulators.github.store import Store
 from simulators.github.urls import Urls, iso, node_id
 
@@ -47,14 +56,6 @@ _REPO_LINKS = [
     ("releases_url", "/releases{/id}"),
     ("deployments_url", "/deployments"),
 ]
-
-APP_PERMISSIONS = {
-    "contents": "write",
-    "issues": "write",
-    "metadata": "read",
-    "pull_requests": "write",
-}
-APP_EVENTS = ["issues", "issue_comment", "pull_request", "pull_request_review", "push"]
 
 
 def reactions(url: str) -> dict:
@@ -243,20 +244,25 @@ class BaseSerializer:
 
     # hooks and deliveries
 
-    def hook(self, repo: Repo, hook: Hook) -> dict:
-        """A repository webhook (the secret is masked as GitHub does)."""
-        url = self.urls.hook(repo.full_name, hook.id)
+    @staticmethod
+    def hook_config(hook: Hook) -> dict:
+        """A webhook's `config`, a repository's or the App's (the secret masked as GitHub does)."""
         config = {"content_type": hook.content_type, "insecure_ssl": hook.insecure_ssl}
-        config["url"] = hook.url
         if hook.secret:
             config["secret"] = "********"  # noqa: S105 (GitHub's mask, not a secret)
+        config["url"] = hook.url
+        return config
+
+    def hook(self, repo: Repo, hook: Hook) -> dict:
+        """A repository webhook."""
+        url = self.urls.hook(repo.full_name, hook.id)
         return {
             "type": "Repository",
             "id": hook.id,
             "name": "web",
             "active": hook.active,
             "events": list(hook.events),
-            "config": config,
+            "config": self.hook_config(hook),
             "updated_at": iso(hook.updated_at),
             "created_at": iso(hook.created_at),
             "url": url,
@@ -268,7 +274,7 @@ class BaseSerializer:
 
     def delivery(self, delivery: Delivery, *, full: bool = False) -> dict:
         """A webhook delivery: the summary GitHub lists, or with ``full`` request and response."""
-        repo = self.store.find_repo(delivery.repo)
+        repo = self.store.find_repo(delivery.repo) if delivery.repo else None
         data: dict = {
             "id": delivery.id,
             "guid": delivery.guid,
@@ -279,7 +285,7 @@ class BaseSerializer:
             "status_code": delivery.status_code,
             "event": delivery.event,
             "action": delivery.action,
-            "installation_id": None,
+            "installation_id": delivery.installation_id,
             "repository_id": repo.id if repo else None,
             "throttled_at": None,
         }
@@ -311,33 +317,45 @@ class BaseSerializer:
             "html_url": f"{self.urls.web}/apps/{app.slug}",
             "created_at": iso(app.created_at),
             "updated_at": iso(app.created_at),
-            "permissions": dict(APP_PERMISSIONS),
-            "events": list(APP_EVENTS),
-            "installations_count": 1,
+            "permissions": dict(app.permissions),
+            "events": list(app.events),
+            "installations_count": len(app.installations),
         }
 
-    def installation(self, app: App) -> dict:
-        """The App's installation (on its owner's account, all repositories)."""
-        account = self.store.user(app.owner)
-        url = self.urls.installation(app.installation_id)
+    def installation(self, app: App, installation: Installation) -> dict:
+        """An installation of the App, as the REST API and `installation` webhooks show it."""
+        account = self.store.user(installation.account)
+        url = self.urls.installation(installation.id)
         return {
-            "id": app.installation_id,
+            "id": installation.id,
+            "client_id": app.client_id,
             "account": self.user(account),
-            "repository_selection": "all",
+            "repository_selection": installation.repository_selection.value,
             "access_tokens_url": f"{url}/access_tokens",
             "repositories_url": f"{self.urls.api}/installation/repositories",
-            "html_url": f"{self.urls.web}/settings/installations/{app.installation_id}",
+            "html_url": f"{self.urls.web}/settings/installations/{installation.id}",
             "app_id": app.id,
             "app_slug": app.slug,
             "target_id": account.id,
             "target_type": account.type,
-            "permissions": dict(APP_PERMISSIONS),
-            "events": list(APP_EVENTS),
-            "created_at": iso(app.created_at),
-            "updated_at": iso(app.created_at),
+            "permissions": dict(installation.permissions),
+            "events": list(app.events),
+            "created_at": iso(installation.created_at),
+            "updated_at": iso(installation.updated_at),
             "single_file_name": None,
             "has_multiple_single_files": False,
             "single_file_paths": [],
-            "suspended_by": None,
-            "suspended_at": None,
+            "suspended_by": self.user(installation.suspended_by),
+            "suspended_at": iso(installation.suspended_at),
+        }
+
+    @staticmethod
+    def repo_summary(repo: Repo) -> dict:
+        """The short repository object of `installation` and `installation_repositories`."""
+        return {
+            "id": repo.id,
+            "node_id": node_id("Repository", repo.id),
+            "name": repo.name,
+            "full_name": repo.full_name,
+            "private": repo.private,
         }

@@ -5,17 +5,16 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import jwt
 
 from simulators.github.config import SimulatorConfig
 from simulators.github.exceptions import Forbidden, NotFound, Unauthorized, invalid_field
 from simulators.github.git_repos import GitStorage
+from simulators.github.installations import SUSPENDED, InstallationActions
 from simulators.github.issue_actions import IssueActions
 from simulators.github.issue_serializers import Serializer
-from simulators.github.models import App, Delivery, Hook, Permission, Repo, Token, utcnow
+from simulators.github.models import DEFAULT_SCOPES, Delivery, Hook, Permission, Repo, Token, utcnow
 from simulators.github.payloads import Payloads
 from simulators.github.pull_actions import PullActions
 from simulators.github.rate_limit import RateLimiter
@@ -29,19 +28,24 @@ logger = logging.getLogger(__name__)
 
 # Until a request shows the address clients use, payloads name this one.
 FALLBACK_URL = "http://localhost"
-# GitHub accepts App JWTs issued up to 10 minutes long and allows a little clock drift.
-JWT_LEEWAY_SECONDS = 60
 
 
 @dataclass(frozen=True)
 class Identity:
-    """Who a request acts as: a user, or an App installation's bot."""
+    """Who a request acts as: a user, or an App installation's bot; ``token`` is the credential
+    presented, whose narrowing, permissions or scopes limit what the request may do."""
 
     login: str
     installation_id: int | None = None
+    token: Token | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """The OAuth scopes of a personal token (X-OAuth-Scopes)."""
+        return self.token.scopes if self.token is not None else DEFAULT_SCOPES
 
 
-class GitHubSimulator(IssueActions, PullActions, ReviewActions):
+class GitHubSimulator(IssueActions, PullActions, ReviewActions, InstallationActions):
     """One simulated GitHub: the store, the bare repositories and the webhook worker.
 
     The REST API, git over HTTP, the /_sim/ admin pages and tests all go through these methods, so
@@ -58,7 +62,7 @@ class GitHubSimulator(IssueActions, PullActions, ReviewActions):
         self.webhooks = WebhookDispatcher(
             self.store, timeout=self.config.webhook_timeout, ca_file=self.config.webhook_ca_file
         )
-        self.rate = RateLimiter(self.config.rate_limit)
+        self.rate = RateLimiter()
         self._seen_url: str | None = None
         self.load_seed()
 
@@ -84,17 +88,26 @@ class GitHubSimulator(IssueActions, PullActions, ReviewActions):
         return Payloads(self.serializer())
 
     def emit(self, repo: Repo, event: str, payload: dict) -> None:
-        """Queue ``event`` for ``repo``'s hooks."""
+        """Queue ``event`` for ``repo``'s hooks and for the App installed on it."""
         self.webhooks.enqueue(repo, event, payload)
+        self.emit_to_app(repo, event, payload)
 
     # identities and permissions
 
     def authenticate(self, token: str) -> Identity:
-        """The identity behind ``token``, or Unauthorized ("Bad credentials")."""
+        """The identity behind ``token``: Unauthorized ("Bad credentials") when it is unknown,
+        expired, revoked or its installation is gone; Forbidden while that is suspended."""
         found: Token | None = self.store.token(token)
         if found is None:
             raise Unauthorized()
-        return Identity(found.login, found.installation_id)
+        if found.installation_id is not None:
+            app = self.store.app
+            installation = app.installations.get(found.installation_id) if app else None
+            if installation is None:
+                raise Unauthorized()
+            if installation.suspended_at is not None:
+                raise Forbidden(SUSPENDED)
+        return Identity(found.login, found.installation_id, found)
 
     def permission(self, who: Identity | str | None, repo: Repo) -> Permission:
         """The role ``who`` (anonymous when None) has on ``repo``."""
@@ -103,9 +116,9 @@ class GitHubSimulator(IssueActions, PullActions, ReviewActions):
             return default
         identity = who if isinstance(who, Identity) else Identity(who)
         if identity.installation_id is not None:
-            app = self.store.app
-            installed = app is not None and app.owner.lower() == repo.owner.lower()
-            return Permission.WRITE if installed else default
+            # Endpoints check the token's App permissions (authorize_installation); the role
+            # only says whether the repository is in its reach.
+            return Permission.WRITE if self.reaches(identity, repo) else default
         user = self.store.find_user(identity.login)
         if user is None:
             return default
@@ -221,37 +234,6 @@ class GitHubSimulator(IssueActions, PullActions, ReviewActions):
         return self.webhooks.wait_idle(timeout)
 
     flush = wait_idle
-
-    # the GitHub App
-
-    def verify_app_jwt(self, token: str) -> App:
-        """The App whose key signed ``token`` (RS256, unexpired, `iss` = App id), or 401."""
-        app = self.store.app
-        if app is None:
-            raise Unauthorized("A JSON web token could not be decoded")
-        try:
-            claims = jwt.decode(
-                token,
-                app.public_key_pem,
-                algorithms=["RS256"],
-                options={"require": ["iat", "exp", "iss"]},
-                leeway=JWT_LEEWAY_SECONDS,
-            )
-        except jwt.PyJWTError as exc:
-            logger.info("App JWT rejected: %s", exc)
-            raise Unauthorized("A JSON web token could not be decoded") from None
-        if str(claims["iss"]) not in (str(app.id), app.client_id):
-            raise Unauthorized("'Issuer' claim ('iss') must be an Integer")
-        if claims["exp"] - claims["iat"] > 600 + JWT_LEEWAY_SECONDS:
-            raise Unauthorized("'Expiration time' claim ('exp') is too far in the future")
-        return app
-
-    def installation_token(self, installation_id: int) -> Token:
-        """A fresh installation access token (acts as the App's bot user)."""
-        app = self.store.app
-        if app is None or app.installation_id != installation_id:
-            raise NotFound()
-        return self.store.issue_installation_token(installation_id, app.bot_login)
 
     # lifecycle
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import itertools
 import secrets
 import threading
-from datetime import timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
 from simulators.github.exceptions import NotFound
-from simulators.github.models import App, Delivery, Repo, Token, User, utcnow
-
-# Installation tokens live an hour on GitHub; clients are expected to refresh them.
-INSTALLATION_TOKEN_LIFETIME = timedelta(hours=1)
+from simulators.github.models import DEFAULT_SCOPES, App, Delivery, Repo, Token, User
 
 
 class Store:
@@ -72,20 +70,32 @@ class Store:
         with self.lock:
             return self.users.get(login.lower())
 
-    def add_token(self, value: str, login: str) -> Token:
-        """Register a personal access token for ``login``."""
+    def add_token(self, value: str, login: str, scopes: tuple[str, ...] = DEFAULT_SCOPES) -> Token:
+        """Register a personal access token for ``login`` with OAuth ``scopes``."""
         with self.lock:
-            token = Token(value=value, login=self.user(login).login)
+            token = Token(value=value, login=self.user(login).login, scopes=tuple(scopes))
             self.tokens[value] = token
             return token
 
-    def issue_installation_token(self, installation_id: int, login: str) -> Token:
-        """Mint an installation access token that expires like GitHub's."""
+    def issue_installation_token(
+        self,
+        installation_id: int,
+        login: str,
+        *,
+        lifetime: timedelta,
+        repositories: frozenset[str] | None,
+        permissions: Mapping[str, str],
+    ) -> Token:
+        """Mint an installation access token acting as ``login`` that expires after ``lifetime``."""
         token = Token(
             value="ghs_" + secrets.token_hex(18),
             login=login,
             installation_id=installation_id,
-            expires_at=utcnow() + INSTALLATION_TOKEN_LIFETIME,
+            # Precise to the microsecond: a one-second token must not die early.
+            expires_at=datetime.now(UTC) + lifetime,
+            repositories=repositories,
+            permissions=dict(permissions),
+            scopes=(),
         )
         with self.lock:
             self.tokens[token.value] = token
@@ -95,10 +105,23 @@ class Store:
         """The live token ``value``; expired installation tokens are dropped."""
         with self.lock:
             token = self.tokens.get(value)
-            if token and token.expires_at and token.expires_at <= utcnow():
+            if token and token.expires_at and token.expires_at <= datetime.now(UTC):
                 del self.tokens[value]
                 return None
             return token
+
+    def revoke_token(self, value: str) -> None:
+        """Forget the token ``value`` (it is "Bad credentials" from now on)."""
+        with self.lock:
+            self.tokens.pop(value, None)
+
+    def revoke_installation_tokens(self, installation_id: int) -> None:
+        """Forget every token of installation ``installation_id``."""
+        with self.lock:
+            for value in [
+                v for v, t in self.tokens.items() if t.installation_id == installation_id
+            ]:
+                del self.tokens[value]
 
     # repositories
 

@@ -16,12 +16,16 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
-from simulators.github.models import Delivery, Hook, Repo, utcnow
+from simulators.github.models import App, Delivery, Hook, Repo, utcnow
 from simulators.github.store import Store
 
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "GitHub-Hookshot/simulator"
+TARGET_TYPE = "X-GitHub-Hook-Installation-Target-Type"
+TARGET_ID = "X-GitHub-Hook-Installation-Target-ID"
+# Every App with a webhook gets these, whatever events it subscribes to.
+APP_LIFECYCLE_EVENTS = ("installation", "installation_repositories")
 # The response body GitHub keeps is truncated; so is ours, to keep memory bounded.
 MAX_RESPONSE_BODY = 64 * 1024
 
@@ -51,7 +55,7 @@ class _Job:
 
 
 class WebhookDispatcher:
-    """Queues events for a repository's hooks and delivers them from one worker thread.
+    """Queues events for repository hooks and the App's webhook; delivers them from one thread.
 
     API calls only enqueue, so they answer as fast as GitHub's do; ``wait_idle`` lets tests wait
     for the queue to drain. Failed deliveries stay recorded and can be sent again with
@@ -75,23 +79,62 @@ class WebhookDispatcher:
         with self.store.lock:
             hooks = [hook] if hook else [h for h in repo.hooks.values() if h.wants(event)]
             deliveries = [
-                self._record(repo, h, event, payload.get("action"), body, guid=str(uuid.uuid4()))
+                self._record(
+                    h,
+                    event,
+                    payload.get("action"),
+                    body,
+                    guid=str(uuid.uuid4()),
+                    target=("repository", repo.id),
+                    repo=repo.full_name,
+                )
                 for h in hooks
             ]
         for delivery, target in zip(deliveries, hooks, strict=True):
             self._submit(delivery, target)
         return deliveries
 
+    def enqueue_app(
+        self, app: App, event: str, payload: dict, *, installation_id: int, repo: Repo | None
+    ) -> Delivery | None:
+        """Queue ``event`` for the App's webhook, if it has one that wants it."""
+        hook = app.hook
+        if hook is None or not hook.active:
+            return None
+        if event not in APP_LIFECYCLE_EVENTS and not hook.wants(event):
+            return None
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        with self.store.lock:
+            delivery = self._record(
+                hook,
+                event,
+                payload.get("action"),
+                body,
+                guid=str(uuid.uuid4()),
+                target=("integration", app.id),
+                repo=repo.full_name if repo else None,
+                installation_id=installation_id,
+            )
+        self._submit(delivery, hook)
+        return delivery
+
     def redeliver(self, delivery_id: int) -> Delivery:
         """Send a recorded delivery again (same GUID and body, `redelivery` set)."""
         original = self.store.delivery(delivery_id)
-        repo = self.store.find_repo(original.repo)
-        hook = repo.hooks.get(original.hook_id) if repo else None
-        if repo is None or hook is None:
+        hook = self._hook_of(original)
+        if hook is None:
             raise LookupError(f"hook {original.hook_id} of delivery {delivery_id} is gone")
+        headers = original.request_headers
         with self.store.lock:
             delivery = self._record(
-                repo, hook, original.event, original.action, original.body, guid=original.guid
+                hook,
+                original.event,
+                original.action,
+                original.body,
+                guid=original.guid,
+                target=(headers[TARGET_TYPE], int(headers[TARGET_ID])),
+                repo=original.repo,
+                installation_id=original.installation_id,
             )
             delivery.redelivery = True
         self._submit(delivery, hook)
@@ -114,8 +157,25 @@ class WebhookDispatcher:
             self._queue.put(None)
             self._thread.join(self.timeout + 5)
 
+    def _hook_of(self, delivery: Delivery) -> Hook | None:
+        """The hook ``delivery`` went to: the App's, or one of its repository's (None: gone)."""
+        app = self.store.app
+        if app is not None and app.hook is not None and app.hook.id == delivery.hook_id:
+            return app.hook
+        repo = self.store.find_repo(delivery.repo) if delivery.repo else None
+        return repo.hooks.get(delivery.hook_id) if repo else None
+
     def _record(
-        self, repo: Repo, hook: Hook, event: str, action: str | None, body: bytes, *, guid: str
+        self,
+        hook: Hook,
+        event: str,
+        action: str | None,
+        body: bytes,
+        *,
+        guid: str,
+        target: tuple[str, int],
+        repo: str | None,
+        installation_id: int | None = None,
     ) -> Delivery:
         headers = {
             "Accept": "*/*",
@@ -126,8 +186,8 @@ class WebhookDispatcher:
             "X-GitHub-Delivery": guid,
             "X-GitHub-Event": event,
             "X-GitHub-Hook-ID": str(hook.id),
-            "X-GitHub-Hook-Installation-Target-ID": str(repo.id),
-            "X-GitHub-Hook-Installation-Target-Type": "repository",
+            TARGET_ID: str(target[1]),
+            TARGET_TYPE: target[0],
         }
         if hook.secret:
             # Signed over the exact bytes sent, which differ from the JSON for form hooks.
@@ -137,12 +197,13 @@ class WebhookDispatcher:
             id=self.store.next_id(),
             guid=guid,
             hook_id=hook.id,
-            repo=repo.full_name,
+            repo=repo,
             event=event,
             action=action,
             request_headers=headers,
             body=body,
             url=hook.url,
+            installation_id=installation_id,
         )
         self.store.add_delivery(delivery)
         return delivery
@@ -217,8 +278,7 @@ class WebhookDispatcher:
             conn.close()
 
     def _remember_last_response(self, delivery: Delivery) -> None:
-        repo = self.store.find_repo(delivery.repo)
-        hook = repo.hooks.get(delivery.hook_id) if repo else None
+        hook = self._hook_of(delivery)
         if hook is not None:
             hook.last_response = {
                 "code": delivery.status_code or None,

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from flask import Response, current_app, g, jsonify, request
 
+from simulators.github.app_permissions import Requirement
 from simulators.github.exceptions import BadRequest, Unauthorized
 from simulators.github.issue_serializers import Serializer
 from simulators.github.models import Permission, Repo
@@ -18,6 +19,7 @@ from simulators.github.urls import Urls
 EXTENSION = "github_sim"
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100
+READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 def simulator() -> GitHubSimulator:
@@ -49,11 +51,33 @@ def require_caller() -> Identity:
     return identity
 
 
-def repo_access(owner: str, name: str, needed: Permission = Permission.READ) -> Repo:
-    """The repository, if the caller holds ``needed`` on it (else 404/403 like GitHub)."""
+def repo_access(
+    owner: str,
+    name: str,
+    needed: Permission = Permission.READ,
+    *,
+    accepts: str,
+    number: int | None = None,
+) -> Repo:
+    """The repository, if the caller may make this request on it (else 404/403 like GitHub).
+
+    Users need the role ``needed``. Installation tokens need the repository in reach and the
+    App permissions ``accepts``, spelled as GitHub's X-Accepted-GitHub-Permissions header
+    (e.g. "issues=write"); for an issue ``number`` that is a pull request, `pull_requests`
+    does wherever `issues` is asked, as on GitHub.
+    """
     sim = simulator()
     repo = sim.store.repo(owner, name)
-    sim.require(caller(), repo, needed)
+    identity = caller()
+    if identity is None or identity.installation_id is None:
+        sim.require(identity, repo, needed)
+        return repo
+    requirement = Requirement.parse(accepts)
+    issue = repo.issues.get(number) if number is not None else None
+    if issue is not None and issue.pull is not None:
+        requirement = requirement.or_pull_requests()
+    write = request.method not in READ_METHODS
+    sim.authorize_installation(identity, repo, requirement, needed=needed, write=write)
     return repo
 
 
@@ -90,13 +114,12 @@ def int_arg(name: str, default: int) -> int:
         return default
 
 
-def paginate(items: Sequence, render: Callable[[Any], dict]) -> Response:
-    """One page of ``items`` per `page`/`per_page`, with GitHub's `Link` header."""
+def page_of(items: Sequence) -> tuple[Sequence, str | None]:
+    """One page of ``items`` per `page`/`per_page`, and GitHub's `Link` header for it."""
     per_page = min(max(int_arg("per_page", DEFAULT_PER_PAGE), 1), MAX_PER_PAGE)
     page = max(int_arg("page", 1), 1)
     last = max(math.ceil(len(items) / per_page), 1)
     chunk = items[(page - 1) * per_page : page * per_page]
-    response = jsonify([render(item) for item in chunk])
     base = request_urls().web + request.path
 
     def link(target: int, rel: str) -> str:
@@ -110,6 +133,13 @@ def paginate(items: Sequence, render: Callable[[Any], dict]) -> Response:
         links += [link(page + 1, "next"), link(last, "last")]
     if page > 1:
         links.append(link(1, "first"))
+    return chunk, ", ".join(links) or None
+
+
+def paginate(items: Sequence, render: Callable[[Any], dict]) -> Response:
+    """One page of ``items`` as a JSON list, with GitHub's `Link` header."""
+    chunk, links = page_of(items)
+    response = jsonify([render(item) for item in chunk])
     if links:
-        response.headers["Link"] = ", ".join(links)
+        response.headers["Link"] = links
     return response

@@ -23,6 +23,8 @@ bp = Blueprint("issues", __name__)
 
 REPO = "/repos/<owner>/<name>"
 ISSUE_FIELDS = ("title", "body", "state", "state_reason", "labels", "assignees")
+# Labels serve issues and pull requests alike, so either permission reads them.
+LABELS_READ = "issues=read; pull_requests=read"
 
 
 def _label_names(values: list) -> list[str]:
@@ -63,7 +65,7 @@ def _matches(issue: Issue, state: str, labels: set[str], since: datetime | None)
 @bp.get(f"{REPO}/issues")
 def list_issues(owner: str, name: str) -> Response:
     """Issues and pull requests (with `pull_request`), filtered as GitHub filters them."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="issues=read")
     state = request.args.get("state", "open")
     if state not in ("open", "closed", "all"):
         raise invalid_field("Issue", "state")
@@ -83,7 +85,7 @@ def list_issues(owner: str, name: str) -> Response:
 @bp.post(f"{REPO}/issues")
 def create_issue(owner: str, name: str) -> Response:
     """Open an issue."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="issues=write")
     data = json_body()
     assignees = data.get("assignees") or ([data["assignee"]] if data.get("assignee") else [])
     issue = simulator().create_issue(
@@ -100,14 +102,14 @@ def create_issue(owner: str, name: str) -> Response:
 @bp.get(f"{REPO}/issues/<int:number>")
 def get_issue(owner: str, name: str, number: int) -> Response:
     """One issue (pull requests too, as on GitHub)."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="issues=read", number=number)
     return jsonify(serializer().issue(repo, simulator().issue(repo, number)))
 
 
 @bp.patch(f"{REPO}/issues/<int:number>")
 def update_issue(owner: str, name: str, number: int) -> Response:
     """Edit title, body, state (with state_reason), labels or assignees."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="issues=write", number=number)
     data = json_body()
     fields = {k: data[k] for k in ISSUE_FIELDS if k in data}
     if "labels" in fields:
@@ -120,7 +122,7 @@ def update_issue(owner: str, name: str, number: int) -> Response:
 @bp.get(f"{REPO}/issues/<int:number>/events")
 def issue_events(owner: str, name: str, number: int) -> Response:
     """An issue's events (labeled, unlabeled, closed, reopened, renamed), oldest first."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="issues=read", number=number)
     simulator().issue(repo, number)
     out = serializer()
     found = [e for e in repo.issue_events if e.issue_number == number]
@@ -130,7 +132,7 @@ def issue_events(owner: str, name: str, number: int) -> Response:
 @bp.get(f"{REPO}/issues/events")
 def repo_issue_events(owner: str, name: str) -> Response:
     """Every issue event of the repository, newest first."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="issues=read")
     out = serializer()
     return paginate(repo.issue_events[::-1], lambda event: out.issue_event(repo, event))
 
@@ -138,7 +140,7 @@ def repo_issue_events(owner: str, name: str) -> Response:
 @bp.get(f"{REPO}/issues/events/<int:event_id>")
 def issue_event(owner: str, name: str, event_id: int) -> Response:
     """One issue event."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="issues=read")
     found = next((e for e in repo.issue_events if e.id == event_id), None)
     if found is None:
         raise NotFound()
@@ -151,7 +153,7 @@ def issue_event(owner: str, name: str, event_id: int) -> Response:
 @bp.get(f"{REPO}/labels")
 def list_labels(owner: str, name: str) -> Response:
     """The repository's labels."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts=LABELS_READ)
     out = serializer()
     return paginate(list(repo.labels.values()), lambda label: out.label(repo, label))
 
@@ -159,7 +161,7 @@ def list_labels(owner: str, name: str) -> Response:
 @bp.post(f"{REPO}/labels")
 def create_label(owner: str, name: str) -> Response:
     """Add a label (push access)."""
-    repo = repo_access(owner, name, Permission.WRITE)
+    repo = repo_access(owner, name, Permission.WRITE, accepts="issues=write")
     data = json_body()
     label = simulator().create_label(
         repo, data.get("name") or "", data.get("color") or "ededed", data.get("description")
@@ -170,7 +172,7 @@ def create_label(owner: str, name: str) -> Response:
 @bp.get(f"{REPO}/labels/<path:label_name>")
 def get_label(owner: str, name: str, label_name: str) -> Response:
     """One label, by name."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts=LABELS_READ)
     label = repo.label(label_name)
     if label is None:
         raise NotFound()
@@ -180,7 +182,7 @@ def get_label(owner: str, name: str, label_name: str) -> Response:
 @bp.delete(f"{REPO}/labels/<path:label_name>")
 def delete_label(owner: str, name: str, label_name: str) -> Response:
     """Delete a label from the repository and every issue."""
-    repo = repo_access(owner, name, Permission.WRITE)
+    repo = repo_access(owner, name, Permission.WRITE, accepts="issues=write")
     with simulator().store.lock:
         label = repo.labels.pop(label_name.lower(), None)
         if label is None:
@@ -194,7 +196,7 @@ def delete_label(owner: str, name: str, label_name: str) -> Response:
 @bp.get(f"{REPO}/issues/<int:number>/labels")
 def issue_labels(owner: str, name: str, number: int) -> Response:
     """Labels on an issue."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="issues=read", number=number)
     issue = simulator().issue(repo, number)
     out = serializer()
     return paginate(out.issue_labels(repo, issue), lambda label: label)
@@ -213,7 +215,7 @@ def _labels_body() -> list[str]:
 @bp.post(f"{REPO}/issues/<int:number>/labels")
 def add_labels(owner: str, name: str, number: int) -> Response:
     """Add labels to an issue; answers with all its labels."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="issues=write", number=number)
     labels = simulator().add_labels(repo, require_caller(), number, _labels_body())
     out = serializer()
     return jsonify([out.label(repo, label) for label in labels])
@@ -222,7 +224,7 @@ def add_labels(owner: str, name: str, number: int) -> Response:
 @bp.put(f"{REPO}/issues/<int:number>/labels")
 def set_labels(owner: str, name: str, number: int) -> Response:
     """Replace an issue's labels."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="issues=write", number=number)
     labels = simulator().set_labels(repo, require_caller(), number, _labels_body())
     out = serializer()
     return jsonify([out.label(repo, label) for label in labels])
@@ -231,7 +233,7 @@ def set_labels(owner: str, name: str, number: int) -> Response:
 @bp.delete(f"{REPO}/issues/<int:number>/labels")
 def clear_labels(owner: str, name: str, number: int) -> Response:
     """Remove every label from an issue."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="issues=write", number=number)
     simulator().set_labels(repo, require_caller(), number, [])
     return no_content()
 
@@ -239,7 +241,7 @@ def clear_labels(owner: str, name: str, number: int) -> Response:
 @bp.delete(f"{REPO}/issues/<int:number>/labels/<path:label_name>")
 def remove_label(owner: str, name: str, number: int, label_name: str) -> Response:
     """Remove one label; 404 "Label does not exist" when it is not on the issue."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="issues=write", number=number)
     labels = simulator().remove_label(repo, require_caller(), number, label_name)
     out = serializer()
     return jsonify([out.label(repo, label) for label in labels])
@@ -248,10 +250,18 @@ def remove_label(owner: str, name: str, number: int, label_name: str) -> Respons
 # comments
 
 
+def _commented(owner: str, name: str, comment_id: int) -> int | None:
+    """The number of the issue or pull request a comment is on (None: no such comment), which
+    decides the App permissions that reach it."""
+    repo = simulator().store.find_repo(f"{owner}/{name}")
+    comment = repo.comments.get(comment_id) if repo else None
+    return comment.issue_number if comment else None
+
+
 @bp.get(f"{REPO}/issues/<int:number>/comments")
 def list_comments(owner: str, name: str, number: int) -> Response:
     """Comments on an issue, oldest first."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="issues=read", number=number)
     simulator().issue(repo, number)
     since = _since()
     found = [
@@ -266,7 +276,7 @@ def list_comments(owner: str, name: str, number: int) -> Response:
 @bp.get(f"{REPO}/issues/comments")
 def list_repo_comments(owner: str, name: str) -> Response:
     """Every issue comment of the repository."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="issues=read")
     out = serializer()
     return paginate(list(repo.comments.values()), lambda comment: out.comment(repo, comment))
 
@@ -274,7 +284,7 @@ def list_repo_comments(owner: str, name: str) -> Response:
 @bp.post(f"{REPO}/issues/<int:number>/comments")
 def create_comment(owner: str, name: str, number: int) -> Response:
     """Comment on an issue or pull request."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="issues=write", number=number)
     body = json_body().get("body") or ""
     comment = simulator().create_comment(repo, require_caller(), number, body)
     return created(serializer().comment(repo, comment))
@@ -283,14 +293,18 @@ def create_comment(owner: str, name: str, number: int) -> Response:
 @bp.get(f"{REPO}/issues/comments/<int:comment_id>")
 def get_comment(owner: str, name: str, comment_id: int) -> Response:
     """One comment."""
-    repo = repo_access(owner, name)
+    repo = repo_access(
+        owner, name, accepts="issues=read", number=_commented(owner, name, comment_id)
+    )
     return jsonify(serializer().comment(repo, simulator().comment(repo, comment_id)))
 
 
 @bp.patch(f"{REPO}/issues/comments/<int:comment_id>")
 def update_comment(owner: str, name: str, comment_id: int) -> Response:
     """Edit a comment."""
-    repo = repo_access(owner, name)
+    repo = repo_access(
+        owner, name, accepts="issues=write", number=_commented(owner, name, comment_id)
+    )
     body = json_body().get("body") or ""
     comment = simulator().update_comment(repo, require_caller(), comment_id, body)
     return jsonify(serializer().comment(repo, comment))
@@ -299,6 +313,8 @@ def update_comment(owner: str, name: str, comment_id: int) -> Response:
 @bp.delete(f"{REPO}/issues/comments/<int:comment_id>")
 def delete_comment(owner: str, name: str, comment_id: int) -> Response:
     """Delete a comment."""
-    repo = repo_access(owner, name)
+    repo = repo_access(
+        owner, name, accepts="issues=write", number=_commented(owner, name, comment_id)
+    )
     simulator().delete_comment(repo, require_caller(), comment_id)
     return no_content()

@@ -19,6 +19,8 @@ from simulators.github.models import Issue, Repo
 bp = Blueprint("pulls", __name__)
 
 PULL = "/repos/<owner>/<name>/pulls"
+# Merging writes the base branch: an App needs `contents` as well as `pull_requests`.
+MERGE = "contents=write,pull_requests=write"
 
 
 def _listed(repo: Repo, issue: Issue) -> bool:
@@ -40,7 +42,7 @@ def _listed(repo: Repo, issue: Issue) -> bool:
 @bp.get(PULL)
 def list_pulls(owner: str, name: str) -> Response:
     """Pull requests, newest first, in the "simple" shape GitHub lists them."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="pull_requests=read")
     if request.args.get("state", "open") not in ("open", "closed", "all"):
         raise invalid_field("PullRequest", "state")
     with simulator().store.lock:
@@ -55,7 +57,7 @@ def list_pulls(owner: str, name: str) -> Response:
 @bp.post(PULL)
 def create_pull(owner: str, name: str) -> Response:
     """Open a pull request; 422 when the head branch is missing or already has an open PR."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="pull_requests=write")
     data = json_body()
     issue = simulator().create_pull(
         repo,
@@ -72,14 +74,14 @@ def create_pull(owner: str, name: str) -> Response:
 @bp.get(f"{PULL}/<int:number>")
 def get_pull(owner: str, name: str, number: int) -> Response:
     """One pull request, in full."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="pull_requests=read")
     return jsonify(serializer().pull(repo, simulator().pull(repo, number)))
 
 
 @bp.patch(f"{PULL}/<int:number>")
 def update_pull(owner: str, name: str, number: int) -> Response:
     """Edit title, body, state or base."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="pull_requests=write")
     data = json_body()
     fields = {k: data[k] for k in ("title", "body", "state", "base") if k in data}
     issue = simulator().update_pull(repo, require_caller(), number, fields)
@@ -89,7 +91,7 @@ def update_pull(owner: str, name: str, number: int) -> Response:
 @bp.put(f"{PULL}/<int:number>/merge")
 def merge_pull(owner: str, name: str, number: int) -> Response:
     """Merge (`merge_method` merge, squash or rebase; `sha` must match the head if given)."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts=MERGE)
     data = json_body()
     issue = simulator().merge_pull(
         repo,
@@ -113,7 +115,7 @@ def merge_pull(owner: str, name: str, number: int) -> Response:
 @bp.get(f"{PULL}/<int:number>/merge")
 def is_merged(owner: str, name: str, number: int) -> Response:
     """204 when the pull request was merged, 404 otherwise."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="pull_requests=read")
     pull = simulator().pull(repo, number).pull
     if pull is None or pull.merged_at is None:
         raise NotFound()
@@ -123,7 +125,7 @@ def is_merged(owner: str, name: str, number: int) -> Response:
 @bp.get(f"{PULL}/<int:number>/commits")
 def pull_commits(owner: str, name: str, number: int) -> Response:
     """The pull request's commits, oldest first."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="pull_requests=read")
     out = serializer()
     base = out.urls.repo(repo.full_name)
     html = out.urls.repo_html(repo.full_name)
@@ -164,7 +166,7 @@ def pull_commits(owner: str, name: str, number: int) -> Response:
 @bp.get(f"{PULL}/<int:number>/files")
 def pull_files(owner: str, name: str, number: int) -> Response:
     """Files the pull request changes, with line counts."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="pull_requests=read")
     pull = simulator().pull(repo, number).pull
     assert pull is not None  # noqa: S101 (simulator.pull checked it)
     html = serializer().urls.repo_html(repo.full_name)
@@ -187,7 +189,7 @@ def pull_files(owner: str, name: str, number: int) -> Response:
 @bp.get(f"{PULL}/<int:number>/reviews")
 def list_reviews(owner: str, name: str, number: int) -> Response:
     """Reviews, oldest first."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="pull_requests=read")
     simulator().pull(repo, number)
     out = serializer()
     found = [r for r in repo.reviews.values() if r.pull_number == number]
@@ -197,7 +199,7 @@ def list_reviews(owner: str, name: str, number: int) -> Response:
 @bp.get(f"{PULL}/<int:number>/reviews/<int:review_id>")
 def get_review(owner: str, name: str, number: int, review_id: int) -> Response:
     """One review."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="pull_requests=read")
     review = repo.reviews.get(review_id)
     if review is None or review.pull_number != number:
         raise NotFound()
@@ -207,7 +209,7 @@ def get_review(owner: str, name: str, number: int, review_id: int) -> Response:
 @bp.post(f"{PULL}/<int:number>/reviews")
 def create_review(owner: str, name: str, number: int) -> Response:
     """Submit a review (`event` APPROVE/REQUEST_CHANGES/COMMENT, `body`, `comments`)."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="pull_requests=write")
     data = json_body()
     comments = data.get("comments") or []
     if not isinstance(comments, list) or not all(isinstance(c, dict) for c in comments):
@@ -230,7 +232,7 @@ def create_review(owner: str, name: str, number: int) -> Response:
 @bp.get(f"{PULL}/<int:number>/comments")
 def list_review_comments(owner: str, name: str, number: int) -> Response:
     """Comments on the diff, oldest first."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="pull_requests=read")
     simulator().pull(repo, number)
     out = serializer()
     found = [c for c in repo.review_comments.values() if c.pull_number == number]
@@ -240,7 +242,7 @@ def list_review_comments(owner: str, name: str, number: int) -> Response:
 @bp.get(f"{PULL}/<int:number>/reviews/<int:review_id>/comments")
 def list_review_comments_of_review(owner: str, name: str, number: int, review_id: int) -> Response:
     """Comments of one review."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="pull_requests=read")
     out = serializer()
     found = [c for c in repo.review_comments.values() if c.review_id == review_id]
     return paginate(found, lambda comment: out.review_comment(repo, comment))
@@ -249,7 +251,7 @@ def list_review_comments_of_review(owner: str, name: str, number: int, review_id
 @bp.post(f"{PULL}/<int:number>/comments")
 def create_review_comment(owner: str, name: str, number: int) -> Response:
     """Comment on a line (`path`, `line`, `side`, `commit_id`) or reply (`in_reply_to`)."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="pull_requests=write")
     data = json_body()
     line = data.get("line", data.get("position"))
     comment = simulator().create_review_comment(
@@ -269,7 +271,7 @@ def create_review_comment(owner: str, name: str, number: int) -> Response:
 @bp.post(f"{PULL}/<int:number>/comments/<int:comment_id>/replies")
 def reply_review_comment(owner: str, name: str, number: int, comment_id: int) -> Response:
     """Reply to a review comment."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="pull_requests=write")
     body = json_body().get("body") or ""
     comment = simulator().create_review_comment(
         repo, require_caller(), number, body, in_reply_to=comment_id
@@ -280,7 +282,7 @@ def reply_review_comment(owner: str, name: str, number: int, comment_id: int) ->
 @bp.get(f"{PULL}/comments/<int:comment_id>")
 def get_review_comment(owner: str, name: str, comment_id: int) -> Response:
     """One review comment."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="pull_requests=read")
     comment = repo.review_comments.get(comment_id)
     if comment is None:
         raise NotFound()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, g, jsonify
 
 from simulators.github.api.common import (
     caller,
@@ -21,6 +21,10 @@ from simulators.github.models import Permission
 bp = Blueprint("repos", __name__)
 
 REPO = "/repos/<owner>/<name>"
+# App permissions of the settings endpoints (not granted by default, as the cluster's App asks).
+ADMINISTRATION = "administration=write"
+HOOKS_READ = "repository_hooks=read"
+HOOKS_WRITE = "repository_hooks=write"
 
 
 @bp.get("/user")
@@ -40,10 +44,8 @@ def user(login: str) -> Response:
 
 @bp.get("/rate_limit")
 def rate_limit() -> Response:
-    """The caller's rate-limit window (not counted against it, as on GitHub)."""
-    identity = caller()
-    key = identity.login if identity else "anonymous"
-    core = simulator().rate.hit(key, count=False).as_dict()
+    """The caller's rate-limit window (never counted nor refused, as on GitHub)."""
+    core = g.rate_status.as_dict()
     resources = {name: dict(core) for name in ("core", "search", "graphql", "integration_manifest")}
     return jsonify({"resources": resources, "rate": core})
 
@@ -51,14 +53,14 @@ def rate_limit() -> Response:
 @bp.get(REPO)
 def repository(owner: str, name: str) -> Response:
     """A repository, with the caller's permissions."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="metadata=read")
     return jsonify(serializer().repo(repo, simulator().permission(caller(), repo)))
 
 
 @bp.get(f"{REPO}/branches")
 def branches(owner: str, name: str) -> Response:
     """The repository's branches."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="metadata=read")
     refs = simulator().git.refs(repo)
     heads = sorted((r.removeprefix("refs/heads/"), sha) for r, sha in refs.items() if "heads" in r)
     base = serializer().urls.repo(repo.full_name)
@@ -68,7 +70,7 @@ def branches(owner: str, name: str) -> Response:
 @bp.get(f"{REPO}/branches/<path:branch>")
 def branch(owner: str, name: str, branch: str) -> Response:
     """One branch."""
-    repo = repo_access(owner, name)
+    repo = repo_access(owner, name, accepts="metadata=read")
     sha = simulator().git.branch_sha(repo, branch)
     if sha is None:
         raise NotFound("Branch not found")
@@ -90,7 +92,7 @@ def _branch(repo_url: str, branch: str, sha: str) -> dict:
 @bp.get(f"{REPO}/collaborators")
 def collaborators(owner: str, name: str) -> Response:
     """Users with a role on the repository (needs push access)."""
-    repo = repo_access(owner, name, Permission.WRITE)
+    repo = repo_access(owner, name, Permission.WRITE, accepts="metadata=read")
     sim, out = simulator(), serializer()
     logins = [repo.owner, *(sim.store.user(login).login for login in repo.collaborators)]
 
@@ -109,11 +111,8 @@ def collaborators(owner: str, name: str) -> Response:
 def collaborator_permission(owner: str, name: str, login: str) -> Response:
     """A user's role on the repository: admin, write, read or none, plus `role_name`."""
     sim = simulator()
-    repo = sim.store.repo(owner, name)
-    role = sim.permission(caller(), repo)
-    if not role.allows(Permission.READ):
-        raise NotFound()
-    if not role.allows(Permission.WRITE):
+    repo = repo_access(owner, name, accepts="metadata=read")
+    if not sim.permission(caller(), repo).allows(Permission.WRITE):
         raise Forbidden("Must have push access to view repository collaborators.")
     user = sim.store.user(login)
     role_of_user = sim.permission(user.login, repo)
@@ -123,7 +122,7 @@ def collaborator_permission(owner: str, name: str, login: str) -> Response:
 @bp.get(f"{REPO}/collaborators/<login>")
 def is_collaborator(owner: str, name: str, login: str) -> Response:
     """204 when ``login`` is a collaborator, 404 otherwise."""
-    repo = repo_access(owner, name, Permission.WRITE)
+    repo = repo_access(owner, name, Permission.WRITE, accepts="metadata=read")
     if login.lower() != repo.owner.lower() and login.lower() not in repo.collaborators:
         raise NotFound()
     return no_content()
@@ -132,7 +131,7 @@ def is_collaborator(owner: str, name: str, login: str) -> Response:
 @bp.put(f"{REPO}/collaborators/<login>")
 def add_collaborator(owner: str, name: str, login: str) -> Response:
     """Give a user a role (admin only; applied at once instead of an invitation)."""
-    repo = repo_access(owner, name, Permission.ADMIN)
+    repo = repo_access(owner, name, Permission.ADMIN, accepts=ADMINISTRATION)
     simulator().set_collaborator(repo, login, json_body().get("permission", "write"))
     return no_content()
 
@@ -140,7 +139,7 @@ def add_collaborator(owner: str, name: str, login: str) -> Response:
 @bp.delete(f"{REPO}/collaborators/<login>")
 def remove_collaborator(owner: str, name: str, login: str) -> Response:
     """Take a user's role away (admin only)."""
-    repo = repo_access(owner, name, Permission.ADMIN)
+    repo = repo_access(owner, name, Permission.ADMIN, accepts=ADMINISTRATION)
     repo.collaborators.pop(login.lower(), None)
     return no_content()
 
@@ -151,7 +150,7 @@ def remove_collaborator(owner: str, name: str, login: str) -> Response:
 @bp.get(f"{REPO}/hooks")
 def hooks(owner: str, name: str) -> Response:
     """The repository's webhooks (admin only)."""
-    repo = repo_access(owner, name, Permission.ADMIN)
+    repo = repo_access(owner, name, Permission.ADMIN, accepts=HOOKS_READ)
     out = serializer()
     return paginate(list(repo.hooks.values()), lambda hook: out.hook(repo, hook))
 
@@ -159,7 +158,7 @@ def hooks(owner: str, name: str) -> Response:
 @bp.post(f"{REPO}/hooks")
 def create_hook(owner: str, name: str) -> Response:
     """Add a webhook (`config.url`, `config.secret`, `events`, `active`) and ping it."""
-    repo = repo_access(owner, name, Permission.ADMIN)
+    repo = repo_access(owner, name, Permission.ADMIN, accepts=HOOKS_WRITE)
     data = json_body()
     config = data.get("config") or {}
     if not isinstance(config, dict) or not config.get("url"):
@@ -180,14 +179,14 @@ def create_hook(owner: str, name: str) -> Response:
 @bp.get(f"{REPO}/hooks/<int:hook_id>")
 def get_hook(owner: str, name: str, hook_id: int) -> Response:
     """One webhook."""
-    repo = repo_access(owner, name, Permission.ADMIN)
+    repo = repo_access(owner, name, Permission.ADMIN, accepts=HOOKS_READ)
     return jsonify(serializer().hook(repo, simulator().hook(repo, hook_id)))
 
 
 @bp.delete(f"{REPO}/hooks/<int:hook_id>")
 def delete_hook(owner: str, name: str, hook_id: int) -> Response:
     """Remove a webhook."""
-    repo = repo_access(owner, name, Permission.ADMIN)
+    repo = repo_access(owner, name, Permission.ADMIN, accepts=HOOKS_WRITE)
     simulator().delete_hook(repo, hook_id)
     return no_content()
 
@@ -195,7 +194,7 @@ def delete_hook(owner: str, name: str, hook_id: int) -> Response:
 @bp.post(f"{REPO}/hooks/<int:hook_id>/pings")
 def ping_hook(owner: str, name: str, hook_id: int) -> Response:
     """Send `ping` to the hook."""
-    repo = repo_access(owner, name, Permission.ADMIN)
+    repo = repo_access(owner, name, Permission.ADMIN, accepts=HOOKS_WRITE)
     simulator().ping_hook(repo, hook_id, sender=require_caller().login)
     return no_content()
 
@@ -203,7 +202,7 @@ def ping_hook(owner: str, name: str, hook_id: int) -> Response:
 @bp.get(f"{REPO}/hooks/<int:hook_id>/deliveries")
 def deliveries(owner: str, name: str, hook_id: int) -> Response:
     """The hook's deliveries, newest first."""
-    repo = repo_access(owner, name, Permission.ADMIN)
+    repo = repo_access(owner, name, Permission.ADMIN, accepts=HOOKS_READ)
     sim, out = simulator(), serializer()
     sim.hook(repo, hook_id)
     return paginate(sim.deliveries(hook_id=hook_id), out.delivery)
@@ -212,7 +211,7 @@ def deliveries(owner: str, name: str, hook_id: int) -> Response:
 @bp.get(f"{REPO}/hooks/<int:hook_id>/deliveries/<int:delivery_id>")
 def delivery(owner: str, name: str, hook_id: int, delivery_id: int) -> Response:
     """One delivery with its request and response."""
-    repo = repo_access(owner, name, Permission.ADMIN)
+    repo = repo_access(owner, name, Permission.ADMIN, accepts=HOOKS_READ)
     found = simulator().store.delivery(delivery_id)
     if found.hook_id != simulator().hook(repo, hook_id).id:
         raise NotFound()
@@ -222,7 +221,7 @@ def delivery(owner: str, name: str, hook_id: int, delivery_id: int) -> Response:
 @bp.post(f"{REPO}/hooks/<int:hook_id>/deliveries/<int:delivery_id>/attempts")
 def redeliver(owner: str, name: str, hook_id: int, delivery_id: int) -> tuple[Response, int]:
     """Send a delivery again; 202 Accepted as GitHub answers."""
-    repo = repo_access(owner, name, Permission.ADMIN)
+    repo = repo_access(owner, name, Permission.ADMIN, accepts=HOOKS_WRITE)
     sim = simulator()
     if sim.store.delivery(delivery_id).hook_id != sim.hook(repo, hook_id).id:
         raise NotFound()
