@@ -18,7 +18,6 @@ from agent_app.coordinator_client import CoordinatorClient
 from agent_app.exceptions import AgentError
 from agent_app.executor import Executor, RateGate
 from agent_app.gitcmd import Git
-from agent_app.publisher import Publisher
 from agent_app.task_runner import TaskRunner
 from agent_app.worker import Worker
 from agent_app.workspace import Workspaces
@@ -82,8 +81,7 @@ def build_worker(config: AgentConfig, config_path: str | None) -> Worker:
         config.coordinator_ca_file,
         secrets=config.secrets,
     )
-    git = Git(config.github_token, config.git_author_name, config.git_author_email)
-    workspaces = Workspaces(config.workspace_root, git)
+    workspaces = Workspaces(config.workspace_root, Git())
     client = anthropic.Anthropic(
         base_url=config.anthropic_base_url, api_key=config.anthropic_api_key, max_retries=0
     )
@@ -95,15 +93,8 @@ def build_worker(config: AgentConfig, config_path: str | None) -> Worker:
         RateGate(),
         config.secrets,
     )
-    publisher = Publisher(
-        git,
-        config.github_api_url,
-        config.github_token,
-        (config.git_author_name, config.git_author_email),
-        secrets=config.secrets,
-    )
     hidden = [Path(config_path or DEFAULT_CONFIG_FILE).resolve().parent]
-    runner = TaskRunner(config, coordinator, workspaces, executor, publisher, hidden)
+    runner = TaskRunner(config, coordinator, workspaces, executor, hidden)
     queues = TaskQueues(redis.Redis.from_url(config.redis_url, socket_timeout=30))
     return Worker(config, coordinator, queues, runner, workspaces)
 

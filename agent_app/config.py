@@ -92,11 +92,8 @@ class AgentConfig:
     anthropic_base_url: str = "https://api.anthropic.com"
     anthropic_api_key: str = ""
     prices: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PRICES))
-    # GitHub: API URL (api.github.com or <host>/api/v3), the bot's token, the commit identity.
-    github_api_url: str = "https://api.github.com"
-    github_token: str = ""
-    git_author_name: str = "Claude Code Cluster"
-    git_author_email: str = "claude-agent@users.noreply.github.com"
+    # No GitHub setting: the coordinator hands each task its GitHub access (API URL, a token
+    # for that repository, the identity commits carry) with the claim.
     # Commands run inside bubblewrap ("bwrap"); an agent whose sandbox fails its start-up probe
     # takes no work. "none" runs them unsandboxed: development only, never with real secrets.
     sandbox: str = "bwrap"
@@ -139,7 +136,7 @@ class AgentConfig:
         unknown = sorted(set(self.specialties) - set(SPECIALTIES))
         if unknown or not self.specialties:
             raise ConfigError(f"specialties: unknown {unknown}; choose from {list(SPECIALTIES)}")
-        for name in ("agent_key", "anthropic_api_key", "github_token"):
+        for name in ("agent_key", "anthropic_api_key"):
             if not getattr(self, name):
                 raise ConfigError(f"{name} is required")
         if not 1 <= self.max_tasks <= 64:
@@ -186,8 +183,4 @@ class AgentConfig:
     @property
     def secrets(self) -> list[str]:
         """Values that must never reach a log, a transcript, a model or a tool."""
-        return [
-            s
-            for s in (self.agent_key, self.anthropic_api_key, self.github_token, self.api_token)
-            if s
-        ]
+        return [s for s in (self.agent_key, self.anthropic_api_key, self.api_token) if s]

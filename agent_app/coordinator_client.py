@@ -130,6 +130,10 @@ class CoordinatorClient:
     def events(self, task_id: int, events: list[dict]) -> dict:
         return self.request("POST", f"/api/v1/tasks/{task_id}/events", {"events": events})
 
+    def github_token(self, task_id: int, ref: str) -> dict:
+        """A renewed GitHub grant for the task, to push ``ref`` (its own branch)."""
+        return self.request("POST", f"/api/v1/tasks/{task_id}/github-token", {"ref": ref})
+
     def release(self, task_id: int, reason: str) -> dict:
         return self.request("POST", f"/api/v1/tasks/{task_id}/release", {"reason": reason})
 

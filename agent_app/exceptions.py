@@ -32,6 +32,11 @@ class Cancelled(AgentError):
     """The task was cancelled (by the coordinator, an admin, or a cold stop)."""
 
 
+class GitHubRefused(AgentError):
+    """GitHub refused for good (401/403/404/410/422, a rejected push): asking again gets the
+    same answer, so the task fails without a retry and nothing more is pushed."""
+
+
 class WorkspaceError(AgentError):
     """The repository could not be cloned, fetched or checked out."""
 

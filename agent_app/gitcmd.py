@@ -38,17 +38,15 @@ class GitError(AgentError):
 
 
 class Git:
-    """git with an HTTP token supplied through GIT_CONFIG_* environment variables.
+    """git with the fixed configuration, and a task's token and identity for the calls that
+    need them.
 
-    The token is handed to git as an ``http.extraHeader`` in the environment of each call, so
-    it is never written to a git configuration, never on a command line
+    A token is handed to git as an ``http.extraHeader`` in the environment of the one call
+    that needs it, so it is never written to a git configuration, never on a command line
     ``ps`` could show, and is redacted from every error message.
     """
 
-    def __init__(self, token: str, author_name: str, author_email: str) -> None:
-        self.redact = Redactor([token])
-        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-        fixed = {"http.extraHeader": f"Authorization: Basic {basic}", **FIXED_CONFIG}
+    def __init__(self) -> None:
         self._env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": "/nonexistent",
@@ -58,13 +56,9 @@ class Git:
             "GIT_CONFIG_GLOBAL": "/dev/null",
             "GIT_ATTR_NOSYSTEM": "1",
             "GIT_NO_REPLACE_OBJECTS": "1",
-            "GIT_CONFIG_COUNT": str(len(fixed)),
-            "GIT_AUTHOR_NAME": author_name,
-            "GIT_AUTHOR_EMAIL": author_email,
-            "GIT_COMMITTER_NAME": author_name,
-            "GIT_COMMITTER_EMAIL": author_email,
+            "GIT_CONFIG_COUNT": str(len(FIXED_CONFIG)),
         }
-        for index, (key, value) in enumerate(fixed.items()):
+        for index, (key, value) in enumerate(FIXED_CONFIG.items()):
             self._env[f"GIT_CONFIG_KEY_{index}"] = key
             self._env[f"GIT_CONFIG_VALUE_{index}"] = value
 
@@ -74,15 +68,31 @@ class Git:
         cwd: Path | None = None,
         timeout: float = 600,
         git_dir: Path | None = None,
+        token: str | None = None,
+        author: tuple[str, str] | None = None,
     ) -> str:
         """Run ``git args`` and return stdout; GitError (redacted) when it fails.
 
         ``git_dir``: work on the checkout ``cwd`` whose git directory this is (GIT_DIR and
-        GIT_WORK_TREE), never on whatever ``cwd/.git`` says.
+        GIT_WORK_TREE), never on whatever ``cwd/.git`` says. ``token``: GitHub's, for a clone,
+        fetch or push. ``author``: (name, email) of a commit, as author and committer.
         """
-        env = self._env
+        env = dict(self._env)
         if git_dir is not None:
-            env = {**env, "GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(cwd)}
+            env |= {"GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(cwd)}
+        if token:
+            basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+            index = len(FIXED_CONFIG)
+            env |= {
+                "GIT_CONFIG_COUNT": str(index + 1),
+                f"GIT_CONFIG_KEY_{index}": "http.extraHeader",
+                f"GIT_CONFIG_VALUE_{index}": f"Authorization: Basic {basic}",
+            }
+        if author is not None:
+            name, email = author
+            env |= {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email}
+            env |= {"GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+        redact = Redactor([token] if token else [])
         try:
             done = subprocess.run(
                 ["git", *args],
@@ -96,5 +106,5 @@ class Git:
         except subprocess.TimeoutExpired as exc:
             raise GitError(f"git {args[0]} timed out after {timeout}s") from exc
         if done.returncode != 0:
-            raise GitError(self.redact(f"git {' '.join(args[:2])}: {done.stderr.strip()[-800:]}"))
+            raise GitError(redact(f"git {' '.join(args[:2])}: {done.stderr.strip()[-800:]}"))
         return done.stdout

@@ -4,35 +4,32 @@ The checkout is the model's playground: anything in it may have been written by 
 Claude ran or by the repository's own scripts. So the agent's git works on it only through
 its git directory, which lives outside the checkout and only the agent writes, with a fixed
 configuration (agent_app.gitcmd); the branch is fetched from that git directory into the
-agent's own mirror, and the push, with the token, goes from the mirror.
+agent's own mirror, and the push, with the task's token, goes from the mirror.
+
+Everything here acts with the task's grant (agent_app.github_access): commits carry the
+cluster's bot identity and credit whoever asked for the work; the push goes to the task's
+branch only.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import github
-
 from agent_app.exceptions import PublishError
 from agent_app.gitcmd import Git, GitError
+from agent_app.github_access import TaskAccess
+from agent_app.github_retry import patiently
 from agent_app.redaction import Redactor
 from agent_app.repo_tests import REPO_CONFIG
 from agent_app.workspace import TaskWorkspace
-from coordinator_app.github_gateway import github_client
+from coordinator_app.github_auth import github_client
 
 logger = logging.getLogger(__name__)
 WORKFLOWS = ".github/workflows"
-
-
-def branch_name(issue_number: int, title: str) -> str:
-    """``claude/issue-<n>-<slug>``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-") or "task"
-    return f"claude/issue-{issue_number}-{slug}"
 
 
 def nested_repositories(checkout: Path) -> list[str]:
@@ -64,29 +61,36 @@ class PullRequest:
 
 
 class Publisher:
-    """Everything that leaves the agent for GitHub."""
+    """Everything that leaves the agent for GitHub, with one task's access."""
 
-    def __init__(
-        self,
-        git: Git,
-        api_url: str,
-        token: str,
-        author: tuple[str, str],
-        secrets: list[str] = (),
-    ) -> None:
+    def __init__(self, git: Git, access: TaskAccess, secrets: list[str] = ()) -> None:
         """``secrets``: what must never leave in a commit, a diff or a pull request."""
         self.git = git
-        self.github = github_client(api_url, token)
-        self.author_name, self.author_email = author
-        self.redact = Redactor([token, *secrets])
+        self.access = access
+        self.secrets = list(secrets)
 
-    def close(self) -> None:
-        self.github.close()
+    @property
+    def redact(self) -> Redactor:
+        return Redactor([self.access.token(), *self.secrets])
 
-    def clone_url(self, repository: str) -> tuple[str, str]:
+    def _repo(self):
+        grant = self.access.grant
+        return github_client(grant.api_url, grant.token).get_repo(grant.repository)
+
+    def clone_url(self) -> tuple[str, str]:
         """The repository's HTTPS clone URL and default branch."""
-        repo = self.github.get_repo(repository)
-        return repo.clone_url, repo.default_branch
+
+        def look_up() -> tuple[str, str]:
+            repo = self._repo()
+            return repo.clone_url, repo.default_branch
+
+        return patiently("reading the repository", look_up)
+
+    def protected(self, branch: str) -> bool:
+        """Whether GitHub protects ``branch`` (rules on merging it)."""
+        return patiently(
+            "reading branch protection", lambda: self._repo().get_branch(branch).protected
+        )
 
     def commit_all(self, workspace: TaskWorkspace, message: str) -> Commit:
         """Commit every change in the checkout that may be pushed; say what was left out."""
@@ -114,14 +118,21 @@ class Publisher:
         left_out = [*(f"{n}/ (a nested repository)" for n in nested), *workflows]
         if not git("diff", "--cached", "--name-only").strip():
             return Commit(None, left_out)
-        git("commit", "--quiet", "--no-verify", "-m", self.redact(message))
+        trailers = self.access.commit_trailers()
+        message = self.redact(message).rstrip() + "\n" + (f"\n{trailers}" if trailers else "")
+        git("commit", "--quiet", "--no-verify", "-m", message)
         return Commit(git("rev-parse", "HEAD").strip(), left_out)
 
     def _git_in(self, workspace: TaskWorkspace, *args: str) -> str:
-        """git on the task's checkout with its git directory (kept outside the checkout)."""
-        return self.git(*args, cwd=workspace.repo, git_dir=workspace.git_dir)
+        """git on the task's checkout with its git directory (kept outside the checkout), as
+        the cluster's bot."""
+        return self.git(
+            *args, cwd=workspace.repo, git_dir=workspace.git_dir, author=self.access.grant.author
+        )
 
     def _workflows_allowed(self, workspace: TaskWorkspace) -> bool:
+        if not self.access.grant.may_change_workflows:
+            return False  # GitHub would refuse the whole push
         try:
             text = self._git_in(workspace, "show", f"refs/remotes/origin/HEAD:{REPO_CONFIG}")
         except GitError:
@@ -131,12 +142,15 @@ class Publisher:
         except tomllib.TOMLDecodeError:
             return False
 
-    def push(self, mirror: Path, workspace: TaskWorkspace, branch: str) -> str:
-        """Bring the branch into the mirror and push it from there; returns the pushed commit.
+    def push(self, mirror: Path, workspace: TaskWorkspace) -> str:
+        """Bring the task's branch into the mirror and push it from there; returns the pushed
+        commit.
 
         The new commits (their messages and diffs) are checked first: a change that holds a
-        secret is not pushed, and stays on the agent host for an operator to look at.
+        secret is not pushed, and stays on the agent host for an operator to look at. GitHub's
+        refusal raises GitHubRefused; an outage is waited out (agent_app.github_retry).
         """
+        branch = self.access.grant.branch
         self._refuse_secrets(workspace, branch)
         try:
             self.git(
@@ -150,10 +164,16 @@ class Publisher:
             # To the URL, not "origin": a mirror remote refuses single refspecs. Not --force: a
             # follow-up builds on the branch, so anything else there is a real conflict.
             url = self.git("remote", "get-url", "origin", cwd=mirror).strip()
-            self.git("push", "--quiet", url, f"refs/heads/{branch}:refs/heads/{branch}", cwd=mirror)
-            return self.git("rev-parse", f"refs/heads/{branch}", cwd=mirror).strip()
         except GitError as exc:
             raise PublishError(f"push of {branch} failed: {exc}") from exc
+        ref = f"refs/heads/{branch}"
+
+        def send() -> str:
+            return self.git("push", "--quiet", url, f"{ref}:{ref}", cwd=mirror,
+                            token=self.access.token())  # fmt: skip
+
+        patiently(f"push of {branch}", send)
+        return self.git("rev-parse", ref, cwd=mirror).strip()
 
     def _refuse_secrets(self, workspace: TaskWorkspace, branch: str) -> None:
         try:
@@ -170,19 +190,20 @@ class Publisher:
                 f"agent host in {workspace.root} for an operator to inspect"
             )
 
-    def open_or_update_pr(
-        self, repository: str, branch: str, base: str, title: str, body: str, draft: bool
-    ) -> PullRequest:
+    def open_or_update_pr(self, base: str, title: str, body: str, draft: bool) -> PullRequest:
         """One pull request per branch: create it, or update the open one.
 
         ``draft``: whether the tests failed or could not run. A draft whose tests now pass is
         marked ready for review, and a ready one whose tests fail goes back to draft, as the
         body says (REST cannot change this: it is GitHub's GraphQL, through PyGithub).
         """
-        repo = self.github.get_repo(repository)
-        owner = repository.split("/", maxsplit=1)[0]
-        try:
-            title, body = self.redact(title), self.redact(body)
+        grant = self.access.grant
+        branch, owner = grant.branch, grant.repository.split("/", maxsplit=1)[0]
+        redact = self.redact
+        title, body = redact(title), redact(body)
+
+        def open_or_update() -> PullRequest:
+            repo = self._repo()
             for pull in repo.get_pulls(state="open", head=f"{owner}:{branch}"):
                 pull.edit(body=body)
                 if pull.draft and not draft:
@@ -191,6 +212,7 @@ class Publisher:
                     pull.convert_to_draft()
                 return PullRequest(pull.number, pull.html_url, created=False)
             pull = repo.create_pull(title=title, body=body, head=branch, base=base, draft=draft)
-        except github.GithubException as exc:
-            raise PublishError(f"cannot open the pull request: {exc.status} {exc.data}") from exc
-        return PullRequest(pull.number, pull.html_url, created=True)
+            return PullRequest(pull.number, pull.html_url, created=True)
+
+        # A retry after a lost answer finds the pull request the first try opened.
+        return patiently("opening the pull request", open_or_update)

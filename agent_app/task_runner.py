@@ -16,9 +16,16 @@ from pathlib import Path
 from agent_app import prompts, repo_tests, sandbox
 from agent_app.config import AgentConfig
 from agent_app.coordinator_client import CoordinatorClient
-from agent_app.exceptions import AgentError, Cancelled, CoordinatorUnavailable, LimitExceeded
+from agent_app.exceptions import (
+    AgentError,
+    Cancelled,
+    CoordinatorUnavailable,
+    GitHubRefused,
+    LimitExceeded,
+)
 from agent_app.executor import Budget, Conversation, Executor, Usage
-from agent_app.publisher import Publisher, branch_name
+from agent_app.github_access import Grant, TaskAccess
+from agent_app.publisher import Publisher
 from agent_app.sandbox import CommandRunner
 from agent_app.tools import ToolSet
 from agent_app.workspace import TaskWorkspace, Workspaces
@@ -33,10 +40,12 @@ class StopRequested(AgentError):
 
 @dataclass
 class RunningTask:
-    """A task as the worker tracks it: its id and the events that stop it."""
+    """A task as the worker tracks it: its id, the GitHub grant it came with (kept apart from
+    the task's data, which is shown and logged), and the events that stop it."""
 
     id: int
     data: dict
+    grant: dict = field(default_factory=dict, repr=False)
     cancel: threading.Event = field(default_factory=threading.Event)
     handback: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
@@ -52,7 +61,6 @@ class TaskRunner:
         coordinator: CoordinatorClient,
         workspaces: Workspaces,
         executor: Executor,
-        publisher: Publisher,
         hidden: list[Path],
     ) -> None:
         """``hidden``: paths commands must not see (the agent's configuration folder)."""
@@ -70,7 +78,6 @@ class TaskRunner:
         self.coordinator = coordinator
         self.workspaces = workspaces
         self.executor = executor
-        self.publisher = publisher
 
     def sandbox_problem(self) -> str | None:
         """Why commands cannot run safely here, or None: the sandbox is probed with the very
@@ -99,24 +106,41 @@ class TaskRunner:
         task = running.data
         usage = Usage()
         workspace: TaskWorkspace | None = None
+        publisher: Publisher | None = None
         try:
-            clone_url, default_branch = self.publisher.clone_url(task["repository"])
-            branch = task.get("branch") or branch_name(task["issue_number"], task["title"])
+            publisher = self.publisher(running)
+            grant = publisher.access.grant
+            clone_url, default_branch = publisher.clone_url()
             running.phase = "preparing workspace"
             workspace = self.workspaces.prepare(
-                task["id"], task["repository"], clone_url, branch, default_branch
+                task["id"],
+                grant.repository,
+                clone_url,
+                grant.branch,
+                default_branch,
+                publisher.access.token(),
             )
-            self._report_state(task["id"], "in_progress", branch=branch)
-            tests, summary = self._work(running, workspace, branch, usage)
-            self._finish(running, workspace, branch, default_branch, usage, tests, summary)
-        except (LimitExceeded, Cancelled, StopRequested) as exc:
-            self._checkpoint(running, workspace, usage, exc)
+            self._report_state(task["id"], "in_progress", branch=grant.branch)
+            tests, summary = self._work(running, workspace, grant.branch, usage)
+            self._finish(running, publisher, workspace, default_branch, usage, tests, summary)
+        except (LimitExceeded, Cancelled, StopRequested, GitHubRefused) as exc:
+            self._checkpoint(running, publisher, workspace, usage, exc)
         except Exception as exc:
             logger.exception("Task %s: failed: %s", task["id"], exc)
-            self._checkpoint(running, workspace, usage, exc)
+            self._checkpoint(running, publisher, workspace, usage, exc)
         finally:
             if workspace is not None:
                 workspace.write_metadata(finished_at=time.time(), usage=usage.__dict__)
+
+    def publisher(self, running: RunningTask) -> Publisher:
+        """The task's way to GitHub, with the grant it was claimed with (renewed from the
+        coordinator for this task's branch when it runs low)."""
+        task_id = running.id
+        access = TaskAccess(
+            Grant.from_json(running.grant),
+            renew=lambda ref: self.coordinator.github_token(task_id, ref),
+        )
+        return Publisher(self.workspaces.git, access, self.config.secrets)
 
     # Phases ------------------------------------------------------------------------------
 
@@ -183,30 +207,28 @@ class TaskRunner:
     def _finish(
         self,
         running: RunningTask,
+        publisher: Publisher,
         workspace: TaskWorkspace,
-        branch: str,
         base: str,
         usage: Usage,
         tests: repo_tests.TestRun | None,
         summary: str,
     ) -> None:
         task = running.data
+        branch = publisher.access.grant.branch
         running.phase = "publishing"
         self._guard(running)
-        commit = self.publisher.commit_all(workspace, _commit_message(task, summary))
+        commit = publisher.commit_all(workspace, _commit_message(task, summary))
         mirror = self.workspaces.mirror_path(task["repository"])
-        pushed = self.publisher.push(mirror, workspace, branch)
+        pushed = publisher.push(mirror, workspace)
         if commit.sha is None and task.get("kind") != "follow_up" and not task.get("pr_number"):
             raise AgentError("Claude finished without changing anything that may be pushed")
         failing = tests is not None and not tests.ok
-        pr = self.publisher.open_or_update_pr(
-            task["repository"],
-            branch,
-            base,
-            title=task["title"],
-            body=_pr_body(task, summary, tests, usage, commit.left_out),
-            draft=failing,
-        )
+        grant = publisher.access.grant
+        body = _pr_body(task, summary, tests, usage, commit.left_out, grant.may_change_workflows)
+        if grant.requester and not publisher.protected(base):
+            body += _review_note(grant.requester, base)
+        pr = publisher.open_or_update_pr(base, title=task["title"], body=body, draft=failing)
         self._report_state(task["id"], "review", pr_number=pr.number, pr_url=pr.url)
         self._with_retries(
             self.coordinator.finish,
@@ -229,18 +251,22 @@ class TaskRunner:
         )
 
     def _checkpoint(
-        self, running: RunningTask, workspace: TaskWorkspace | None, usage: Usage, why: Exception
+        self,
+        running: RunningTask,
+        publisher: Publisher | None,
+        workspace: TaskWorkspace | None,
+        usage: Usage,
+        why: Exception,
     ) -> None:
-        """Keep the work: commit and push what exists, then tell the coordinator."""
+        """Keep the work: commit and push what exists, then tell the coordinator. After
+        GitHub's refusal nothing is pushed (it would be refused again) and there is no retry."""
         task = running.data
         pushed = None
-        if workspace is not None and workspace.repo.exists():
-            branch = workspace.read_metadata().get("branch")
+        refused = isinstance(why, GitHubRefused)
+        if publisher and workspace is not None and workspace.repo.exists() and not refused:
             try:
-                self.publisher.commit_all(workspace, f"WIP: {task['title']}\n\nCheckpoint: {why}")
-                pushed = self.publisher.push(
-                    self.workspaces.mirror_path(task["repository"]), workspace, branch
-                )
+                publisher.commit_all(workspace, f"WIP: {task['title']}\n\nCheckpoint: {why}")
+                pushed = publisher.push(self.workspaces.mirror_path(task["repository"]), workspace)
             except AgentError as exc:
                 logger.error("Task %s: checkpoint could not be pushed: %s", task["id"], exc)
         note = f"{why}; work pushed to {pushed}" if pushed else str(why)
@@ -258,6 +284,7 @@ class TaskRunner:
                     error=note,
                     pushed_commit=pushed,
                     limit=getattr(why, "limit", None),
+                    permanent=refused,
                 )
         except AgentError as exc:
             # The lease will expire and the coordinator will queue the task again.
@@ -326,7 +353,9 @@ def _commit_message(task: dict, summary: str) -> str:
     return f"{subject[:72]}\n\n{summary.strip()[:3000]}\n\nIssue #{task['issue_number']}\n"
 
 
-def _pr_body(task: dict, summary: str, tests, usage: Usage, left_out: list[str]) -> str:
+def _pr_body(
+    task: dict, summary: str, tests, usage: Usage, left_out: list[str], workflows_pushable: bool
+) -> str:
     if tests is None:
         test_line = "No test suite was found in the repository."
     elif tests.ok:
@@ -343,13 +372,32 @@ def _pr_body(task: dict, summary: str, tests, usage: Usage, left_out: list[str])
             "host): " + ", ".join(f"`{path}`" for path in left_out) + "."
         )
         if any(path.startswith(".github/workflows/") for path in left_out):
-            test_line += (
-                " Workflow files are pushed only where the repository's `.claude-cluster.toml` "
-                "(on its default branch) sets `allow_workflow_changes = true`."
-            )
+            test_line += _workflow_note(workflows_pushable)
     return (
         f"Closes #{task['issue_number']}\n\n{summary.strip()}\n\n**Tests:** {test_line}\n\n"
         f"<sub>Claude Code Cluster · {usage.turns} turns · "
         f"{usage.input_tokens + usage.cache_creation_tokens + usage.cache_read_tokens} input / "
         f"{usage.output_tokens} output tokens · ${usage.cost_usd:.4f}</sub>"
+    )
+
+
+def _review_note(requester: str, base: str) -> str:
+    """Said where GitHub would let the person who asked for the change approve it alone."""
+    return (
+        f"\n\n**Review:** @{requester} asked for this change, and `{base}` has no branch "
+        f"protection here: a maintainer other than @{requester} should review and approve it "
+        "before it is merged."
+    )
+
+
+def _workflow_note(may_change_workflows: bool) -> str:
+    """Why workflow files were left out."""
+    if not may_change_workflows:
+        return (
+            " Workflow files run with the repository's secrets: the cluster's GitHub tokens never "
+            "carry the `workflows` permission, so a maintainer applies such changes."
+        )
+    return (
+        " Workflow files are pushed only where the repository's `.claude-cluster.toml` (on its "
+        "default branch) sets `allow_workflow_changes = true`."
     )

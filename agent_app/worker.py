@@ -192,7 +192,8 @@ class Worker:
 
     def start(self, task: dict) -> None:
         """Run a task the coordinator has confirmed as ours, in its own thread."""
-        running = RunningTask(task["id"], task)
+        grant = task.pop("github", None) or {}
+        running = RunningTask(task["id"], task, grant)
         thread = threading.Thread(
             target=self._run_task, args=(running,), daemon=True, name=f"task-{task['id']}"
         )

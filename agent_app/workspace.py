@@ -85,26 +85,32 @@ class Workspaces:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
 
-    def update_mirror(self, repository: str, clone_url: str) -> Path:
-        """Clone the mirror the first time, fetch into it afterwards."""
+    def update_mirror(self, repository: str, clone_url: str, token: str) -> Path:
+        """Clone the mirror the first time, fetch into it afterwards (with the task's token)."""
         mirror = self.mirror_path(repository)
         with self._locked(mirror):
             try:
                 if (mirror / "HEAD").exists():
                     self.git("remote", "set-url", "origin", clone_url, cwd=mirror)
-                    self.git("fetch", "--prune", "--quiet", "origin", cwd=mirror)
+                    self.git("fetch", "--prune", "--quiet", "origin", cwd=mirror, token=token)
                 else:
                     shutil.rmtree(mirror, ignore_errors=True)  # a half-made clone
-                    self.git("clone", "--mirror", "--quiet", clone_url, str(mirror))
+                    self.git("clone", "--mirror", "--quiet", clone_url, str(mirror), token=token)
             except GitError as exc:
                 raise WorkspaceError(f"cannot update the mirror of {repository}: {exc}") from exc
         return mirror
 
     def prepare(
-        self, task_id: int, repository: str, clone_url: str, branch: str, base: str | None
+        self,
+        task_id: int,
+        repository: str,
+        clone_url: str,
+        branch: str,
+        base: str | None,
+        token: str,
     ) -> TaskWorkspace:
         """A fresh checkout of ``branch`` (existing on the remote) or a new branch from ``base``."""
-        mirror = self.update_mirror(repository, clone_url)
+        mirror = self.update_mirror(repository, clone_url, token)
         workspace = TaskWorkspace(self.root / "tasks" / f"task-{task_id}")
         for previous in (workspace.repo, workspace.git_dir):  # an earlier attempt: start clean
             shutil.rmtree(previous, ignore_errors=True)

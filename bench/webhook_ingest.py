@@ -501,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = {
             "github_api_url": f"{sim_url}/api/v3",
             "github_token": TOKENS["cluster-bot"],
+            "repositories": [REPOSITORY],
             "trigger_label": TRIGGER_LABEL,
             # Every client here is 127.0.0.1: lift the per-address limit out of the way.
             "webhook_rate_per_minute": 10_000_000,

@@ -113,14 +113,14 @@ def du(path: Path) -> int:
 class TimedGit(Git):
     """The agent's Git, recording how long each command of the current measurement takes."""
 
-    def __init__(self, *args: str) -> None:
-        super().__init__(*args)
+    def __init__(self) -> None:
+        super().__init__()
         self.calls: list[tuple[str, float]] = []
 
-    def __call__(self, *args: str, cwd: Path | None = None, timeout: float = 600) -> str:
+    def __call__(self, *args: str, **options) -> str:
         began = time.perf_counter()
         try:
-            return super().__call__(*args, cwd=cwd, timeout=timeout)
+            return super().__call__(*args, **options)
         finally:
             self.calls.append(
                 (
@@ -143,15 +143,22 @@ def measure(
 
     Also returns the time of each git command of the second-task runs.
     """
-    git = TimedGit(TOKENS["cluster-bot"], "Claude Agent", "agent@example.com")
+    git = TimedGit()
+    token = TOKENS["cluster-bot"]
     clone_url = f"{url}/{REPOSITORY}.git"
     results: dict[str, list[float]] = {"clone": [], "first": [], "second": [], "updated": []}
     for run in range(args.repeat):
         dest = tmp / f"plain-{run}"
-        results["clone"].append(timed(lambda d=dest: git("clone", "--quiet", clone_url, str(d))))
+        results["clone"].append(
+            timed(lambda d=dest: git("clone", "--quiet", clone_url, str(d), token=token))
+        )
         root = Workspaces(tmp / f"agent-{run}", git)
         results["first"].append(
-            timed(lambda w=root: w.prepare(1, REPOSITORY, clone_url, "claude/issue-1-a", "main"))
+            timed(
+                lambda w=root: w.prepare(
+                    1, REPOSITORY, clone_url, "claude/issue-1-a", "main", token
+                )
+            )
         )
     workspaces = Workspaces(tmp / f"agent-{args.repeat - 1}", git)
     git.calls.clear()
@@ -160,22 +167,22 @@ def measure(
         results["second"].append(
             timed(
                 lambda t=task: workspaces.prepare(
-                    t, REPOSITORY, clone_url, f"claude/issue-{t}-b", "main"
+                    t, REPOSITORY, clone_url, f"claude/issue-{t}-b", "main", token
                 )
             )
         )
     steps: dict[str, list[float]] = {}
     for name, seconds in git.calls:
         steps.setdefault(name, []).append(seconds)
-    pusher = Git(TOKENS["bob"], "Bob", "bob@example.com")
+    pusher = Git()
     for run in range(args.repeat):
         add_commit(source, args.commits + 1 + run, args.files)
-        pusher("push", "--quiet", clone_url, "main:main", cwd=source)
+        pusher("push", "--quiet", clone_url, "main:main", cwd=source, token=TOKENS["bob"])
         task = 20 + run
         results["updated"].append(
             timed(
                 lambda t=task: workspaces.prepare(
-                    t, REPOSITORY, clone_url, f"claude/issue-{t}-c", "main"
+                    t, REPOSITORY, clone_url, f"claude/issue-{t}-c", "main", token
                 )
             )
         )
@@ -204,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         sim, url = stack.enter_context(
             running_simulator(SimulatorConfig(seed=seed, data_dir=tmp / "github"))
         )
-        pusher = Git(TOKENS["bob"], "Bob", "bob@example.com")
         began = time.perf_counter()
-        pusher("push", "--quiet", f"{url}/{REPOSITORY}.git", "main:main", cwd=source)
+        Git()("push", "--quiet", f"{url}/{REPOSITORY}.git", "main:main", cwd=source,
+              token=TOKENS["bob"])  # fmt: skip
         pushed = time.perf_counter() - began
         hosted = du(sim.git.path(sim.repo(REPOSITORY)))
         print(

@@ -25,7 +25,7 @@ def create_app(
     ``config`` is a ready config, or overrides applied on top of file and environment settings;
     ``gateway`` replaces the GitHub gateway (tests pass one bound to the simulator).
     """
-    from coordinator_app import admin, api, db, errors, health, metrics, webhooks
+    from coordinator_app import admin, api, db, errors, github_auth, health, metrics, webhooks
     from coordinator_app.autoscaler import Autoscaler
     from coordinator_app.github_gateway import GitHubGateway
     from coordinator_app.processor import Processor
@@ -50,7 +50,7 @@ def create_app(
     db.init_app(app, database)
     client = redis.Redis.from_url(config.redis_url, socket_timeout=10, health_check_interval=30)
     queues = TaskQueues(client)
-    gateway = gateway or GitHubGateway(config.github_api_url, config.github_token)
+    gateway = gateway or GitHubGateway(github_auth.from_config(config))
     autoscaler = Autoscaler(database, config.autoscale)
     processor = Processor(database, config, queues, gateway, autoscaler=autoscaler)
     app.extensions["ccc"] = Services(

@@ -73,9 +73,20 @@ class CoordinatorConfig:
     redis_url: str = "redis://localhost:6379/0"
     # Signs sessions, CSRF tokens and agent bearer tokens. Required outside tests.
     secret_key: str = ""
-    # GitHub: the API base URL (api.github.com or <host>/api/v3), a token for the cluster's bot.
+    # GitHub: the API base URL (api.github.com or <host>/api/v3) and who the cluster is there.
     github_api_url: str = "https://api.github.com"
+    # App mode (recommended): the GitHub App's id and private key (PEM file). The cluster serves
+    # the repositories of the App's installations (only those listed, when ids are given) and
+    # gives each task a token for its own repository alone, expiring within the hour.
+    github_app_id: int = 0
+    github_app_private_key_file: str = ""
+    github_app_installation_ids: list[int] = field(default_factory=list)
+    # Token mode (github_app_id 0): one token for everything, handed to agents with each task,
+    # and the repositories ("owner/name") the cluster serves.
     github_token: str = ""
+    repositories: list[str] = field(default_factory=list)
+    # How often the served repositories are read again (installations, or the list above).
+    repository_sync_seconds: int = 600
     webhook_secret: str = ""
     max_webhook_bytes: int = 5 * 1024 * 1024  # GitHub caps payloads at 25 MB; ours are small
     # Triggers.
@@ -148,5 +159,41 @@ class CoordinatorConfig:
                 f"lease_seconds ({self.lease_seconds}) must be at least twice heartbeat_seconds "
                 f"({self.heartbeat_seconds}), or one late heartbeat loses the task"
             )
+        self._validate_github()
         if not self.database_url.startswith("postgresql"):
             raise ConfigError(f"database_url must be a PostgreSQL URL, got {self.database_url!r}")
+
+    def _validate_github(self) -> None:
+        """One way in to GitHub, completely configured."""
+        if self.github_app_id < 0:
+            raise ConfigError(f"github_app_id must be an App id, got {self.github_app_id}")
+        if bool(self.github_app_id) != bool(self.github_app_private_key_file):
+            raise ConfigError(
+                "github_app_id and github_app_private_key_file go together: App mode needs both"
+            )
+        if self.github_app_id and (self.github_token or self.repositories):
+            raise ConfigError(
+                "github_token and repositories are for token mode; in App mode (github_app_id "
+                "set) the App's installations say which repositories are served"
+            )
+        if self.github_app_installation_ids and not self.github_app_id:
+            raise ConfigError("github_app_installation_ids needs github_app_id")
+        for name in [*self.repositories, *self.poll_repositories]:
+            owner, _, repo = name.partition("/")
+            if not owner or not repo or "/" in repo:
+                raise ConfigError(f"repositories are named owner/name, got {name!r}")
+        unserved = {n.lower() for n in self.poll_repositories} - {
+            n.lower() for n in self.repositories
+        }
+        if self.github_token and unserved:
+            raise ConfigError(
+                f"poll_repositories {sorted(unserved)} are not in repositories: polled "
+                "repositories must be served"
+            )
+        if self.repository_sync_seconds <= 0:
+            raise ConfigError("repository_sync_seconds must be positive")
+
+    @property
+    def app_mode(self) -> bool:
+        """Whether the coordinator is a GitHub App (else it uses one token)."""
+        return bool(self.github_app_id)

@@ -59,3 +59,9 @@ class RateLimited(CoordinatorError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"rate limit exceeded, retry after {retry_after}s")
         self.retry_after = retry_after
+
+
+class Unavailable(CoordinatorError):
+    """Something the request needs (GitHub) cannot answer now; the caller tries again later."""
+
+    status = 503

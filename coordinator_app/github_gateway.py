@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import github
-from github import Auth, Github, GithubException
+from github import Github, GithubException
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from coordinator_app.github_auth import AppAuth, TokenAuth
+from coordinator_app.github_errors import Failure, classify, error_message, rate_limit_wait
 from coordinator_app.models import OutboxMessage
 from coordinator_app.outbox import STATE_LABEL_PREFIX
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WRITE_PERMISSIONS = {"admin", "maintain", "write"}
 OUTBOX_MAX_BACKOFF = 300
@@ -37,110 +43,152 @@ def is_pull_request_url(url: str, api_url: str, repository: str, number: int | N
     return number is not None and url.lower() == expected.lower()
 
 
-def github_client(api_url: str, token: str, timeout: int = 15) -> Github:
-    """A PyGithub client for the cluster's own calls (coordinator and agents).
+class Throttled(Exception):
+    """GitHub asked us to wait (a rate limit) and the wait is not over: nothing was sent."""
 
-    PyGithub's default pacing (0.25 s between requests, 1 s between writes) would cap each
-    process at about one new task per second; GitHub's own rate-limit answers (403/429) are
-    handled by the callers instead, which keep the work and try again later. Its retries are
-    off for the same reason: a retry loop inside a request would hold database locks.
-    """
-    return Github(
-        base_url=api_url.rstrip("/"),
-        auth=Auth.Token(token) if token else None,
-        timeout=timeout,
-        retry=None,
-        seconds_between_requests=None,
-        seconds_between_writes=None,
-        # Objects are fetched when an attribute is read, not when they are named: calls on a
-        # repository or issue need only its URL.
-        lazy=True,
-    )
+    def __init__(self, wait_seconds: float) -> None:
+        super().__init__(f"GitHub rate limit: waiting {wait_seconds:.0f}s more")
+        self.wait_seconds = wait_seconds
 
 
 class GitHubGateway:
-    """A thin, testable layer over PyGithub for the calls the coordinator makes."""
+    """A thin, testable layer over PyGithub for the calls the coordinator makes.
 
-    def __init__(self, api_url: str, token: str, timeout: int = 15) -> None:
-        self.client = github_client(api_url, token, timeout)
+    Each call acts as whoever covers the repository (the App's installation, or the token),
+    and obeys GitHub's rate limits per credential: after a rate-limit answer, or once
+    `x-ratelimit-remaining` reaches 0, calls with that credential raise :class:`Throttled`
+    without reaching GitHub until the wait is over.
+    """
 
-    def _repo(self, repository: str):
-        return self.client.get_repo(repository)
+    def __init__(self, auth: TokenAuth | AppAuth) -> None:
+        self.auth = auth
+        self._lock = threading.Lock()
+        self._blocked_until: dict[int, float] = {}  # id(client) -> monotonic time
 
-    @functools.cached_property
-    def login(self) -> str | None:
+    def _call(self, repository: str, request: Callable[[github.Repository.Repository], T]) -> T:
+        """``request`` on ``repository``, as its credential, within GitHub's rate limits."""
+        client = self.auth.client(repository)
+        with self._lock:
+            wait = self._blocked_until.get(id(client), 0.0) - time.monotonic()
+        if wait > 0:
+            raise Throttled(wait)
+        try:
+            return request(client.get_repo(repository))
+        except GithubException as exc:
+            wait = rate_limit_wait(exc.status, exc.headers or {}, error_message(exc))
+            if wait is not None:
+                self._block(client, wait)
+            raise
+        finally:
+            remaining, _ = client.requester.rate_limiting
+            if remaining == 0:
+                self._block(client, client.requester.rate_limiting_resettime - time.time())
+
+    def _block(self, client: Github, seconds: float) -> None:
+        logger.warning("GitHub rate limit: pausing calls with this credential for %.0fs", seconds)
+        with self._lock:
+            self._blocked_until[id(client)] = time.monotonic() + max(seconds, 1.0)
+
+    @property
+    def login(self) -> str:
         """The cluster's own GitHub login (its comments and reviews never trigger work)."""
-        return self.client.get_user().login
+        return self.auth.login
+
+    def paused_seconds(self) -> int:
+        """How long the longest rate-limit pause still lasts (0: none)."""
+        with self._lock:
+            waits = [until - time.monotonic() for until in self._blocked_until.values()]
+        return max(0, round(max(waits, default=0)))
 
     def close(self) -> None:
-        self.client.close()
+        self.auth.close()
 
     def permission(self, repository: str, login: str) -> str:
         """The user's permission on the repository: admin, maintain, write, triage, read, none."""
         try:
-            return self._repo(repository).get_collaborator_permission(login)
+            return self._call(repository, lambda repo: repo.get_collaborator_permission(login))
         except github.UnknownObjectException:
             return "none"
 
     def set_state_label(self, repository: str, number: int, label: str | None) -> None:
         """Replace the issue's ``claude:*`` labels with ``label`` (or remove them)."""
-        issue = self._repo(repository).get_issue(number)
-        current = [lbl.name for lbl in issue.labels]
-        for name in current:
-            if name.startswith(STATE_LABEL_PREFIX) and name != label:
-                # Removed meanwhile by someone else: the goal is reached all the same.
-                with contextlib.suppress(github.UnknownObjectException):
-                    issue.remove_from_labels(name)
-        if label and label not in current:
-            issue.add_to_labels(label)
+
+        def relabel(repo) -> None:
+            issue = repo.get_issue(number)
+            current = [lbl.name for lbl in issue.labels]
+            for name in current:
+                if name.startswith(STATE_LABEL_PREFIX) and name != label:
+                    # Removed meanwhile by someone else: the goal is reached all the same.
+                    with contextlib.suppress(github.UnknownObjectException):
+                        issue.remove_from_labels(name)
+            if label and label not in current:
+                issue.add_to_labels(label)
+
+        self._call(repository, relabel)
 
     def comment(self, repository: str, number: int, body: str) -> None:
-        self._repo(repository).get_issue(number).create_comment(body)
+        self._call(repository, lambda repo: repo.get_issue(number).create_comment(body))
 
     def issue_labels(self, repository: str, number: int) -> list[str]:
         """The issue's labels now (events can be stale: labels added together arrive apart)."""
-        return [label.name for label in self._repo(repository).get_issue(number).labels]
+        return self._call(
+            repository, lambda repo: [label.name for label in repo.get_issue(number).labels]
+        )
 
     def issue_is_closed(self, repository: str, number: int) -> bool:
-        return self._repo(repository).get_issue(number).state == "closed"
+        return self._call(repository, lambda repo: repo.get_issue(number).state == "closed")
 
     def labelled_issues(self, repository: str, label: str) -> list[dict]:
         """Open issues (not pull requests) carrying ``label``, for the polling fallback."""
-        repo = self._repo(repository)
-        found = []
-        for issue in repo.get_issues(state="open", labels=[label]):
-            if issue.pull_request is not None:
-                continue
-            found.append(
-                {
-                    "number": issue.number,
-                    "title": issue.title,
-                    "body": issue.body or "",
-                    "labels": [lbl.name for lbl in issue.labels],
-                    "user": issue.user.login,
-                    "labeled_by": _last_labeler(issue, label),
-                }
-            )
-        return found
+
+        def listing(repo) -> list[dict]:
+            found = []
+            for issue in repo.get_issues(state="open", labels=[label]):
+                if issue.pull_request is not None:
+                    continue
+                labeler = _last_labeler(issue, label) or issue.user
+                found.append(
+                    {
+                        "number": issue.number,
+                        "title": issue.title,
+                        "body": issue.body or "",
+                        "labels": [lbl.name for lbl in issue.labels],
+                        "user": issue.user.login,
+                        "labeled_by": {"login": labeler.login, "id": labeler.id},
+                    }
+                )
+            return found
+
+        return self._call(repository, listing)
 
 
-def _last_labeler(issue, label: str) -> str | None:
+def _last_labeler(issue, label: str):
     """Who added ``label`` most recently (the person whose permission the trigger needs)."""
     actor = None
     try:
         for event in issue.get_events():
             if event.event == "labeled" and event.label and event.label.name == label:
-                actor = event.actor.login if event.actor else actor
+                actor = event.actor or actor
     except github.UnknownObjectException:
         logger.warning("No issue events for %s: judging the trigger by the issue author", issue)
     return actor
 
 
 def send_outbox(session: Session, gateway: GitHubGateway, now: datetime, limit: int = 50) -> int:
-    """Send due outbox messages; failures are retried later with backoff. Returns sent count."""
+    """Send due outbox messages; returns how many were sent.
+
+    A temporary failure (network, 5xx, a rate limit) is tried again later: after the wait
+    GitHub asked for, else with a doubling backoff. A permanent one (the repository is gone,
+    the App lost access, GitHub refuses the content) is never sent again: it is marked failed
+    with GitHub's reason, which the admin pages show.
+    """
     messages = session.scalars(
         select(OutboxMessage)
-        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.next_attempt_at <= now)
+        .where(
+            OutboxMessage.sent_at.is_(None),
+            OutboxMessage.failed_at.is_(None),
+            OutboxMessage.next_attempt_at <= now,
+        )
         .order_by(OutboxMessage.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -158,22 +206,35 @@ def send_outbox(session: Session, gateway: GitHubGateway, now: datetime, limit: 
                 gateway.comment(data["repository"], data["issue"], data["body"])
             else:
                 raise ValueError(f"unknown outbox message kind {message.kind!r}")
-        except (GithubException, OSError, ValueError) as exc:
-            message.attempts += 1
-            message.last_error = str(exc)[:2000]
-            delay = min(2**message.attempts, OUTBOX_MAX_BACKOFF)
-            message.next_attempt_at = now + timedelta(seconds=delay)
-            logger.warning(
-                "Outbox %s (%s): attempt %s failed: %s",
-                message.id,
-                message.kind,
-                message.attempts,
-                exc,
-            )
+        except Throttled as exc:
+            # Not sent, not an attempt: GitHub asked for a pause that is not over yet.
+            message.next_attempt_at = now + timedelta(seconds=exc.wait_seconds)
+            continue
+        except Exception as exc:
+            _record_failure(message, now, exc)
             continue
         message.sent_at = now
         sent += 1
     return sent
+
+
+def _record_failure(message: OutboxMessage, now: datetime, exc: Exception) -> None:
+    """Count the attempt: stop for good after a permanent failure, else wait and try again."""
+    failure = classify(exc)
+    if failure is None:  # a fault of ours, not GitHub's answer: kept and tried again
+        logger.error("Outbox %s (%s) could not be sent", message.id, message.kind, exc_info=exc)
+        failure = Failure(isinstance(exc, ValueError), f"{exc.__class__.__name__}: {exc}")
+    message.attempts += 1
+    message.last_error = str(failure)[:2000]
+    if failure.permanent:
+        message.failed_at = now
+        logger.error("Outbox %s (%s) failed for good: %s", message.id, message.kind, failure)
+        return
+    delay = max(failure.wait_seconds, min(2**message.attempts, OUTBOX_MAX_BACKOFF))
+    message.next_attempt_at = now + timedelta(seconds=delay)
+    logger.warning(
+        "Outbox %s (%s): attempt %s failed: %s", message.id, message.kind, message.attempts, failure
+    )
 
 
 def _superseded(session: Session, message: OutboxMessage) -> bool:
@@ -182,6 +243,7 @@ def _superseded(session: Session, message: OutboxMessage) -> bool:
         .where(
             OutboxMessage.kind == "state_label",
             OutboxMessage.sent_at.is_(None),
+            OutboxMessage.failed_at.is_(None),
             OutboxMessage.id > message.id,
             OutboxMessage.payload["repository"].astext == message.payload["repository"],
             OutboxMessage.payload["issue"].astext == str(message.payload["issue"]),

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from coordinator_app import outbox, tasks
+from coordinator_app import outbox, served, tasks
 from coordinator_app.analysis import analyze
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.github_gateway import WRITE_PERMISSIONS, GitHubGateway
@@ -35,9 +35,13 @@ class Intake:
         action = payload.get("action")
         if event == "ping":
             return "pong", None
+        if event in served.INSTALLATION_EVENTS:
+            return self._installation(event, payload), None
         repository = (payload.get("repository") or {}).get("full_name")
         if not repository:
             return "ignored: no repository in payload", None
+        if not served.is_served(self.session, self.config, repository):
+            return f"ignored: {repository} is not served by this cluster", None
         if event == "issues" and action == "labeled":
             return self._issue_labeled(repository, payload)
         if event == "issues" and action == "closed":
@@ -68,6 +72,15 @@ class Intake:
                 comment,
             )
         return f"ignored: {event}.{action}", None
+
+    def _installation(self, event: str, payload: dict) -> str:
+        if not self.config.app_mode:
+            return f"ignored: {event} events concern GitHub Apps (token mode)"
+        outcome = served.apply_installation_event(
+            self.session, event, payload, set(self.config.github_app_installation_ids)
+        )
+        self.gateway.auth.forget()
+        return outcome
 
     # Triggers -------------------------------------------------------------------------------
 
@@ -114,6 +127,7 @@ class Intake:
             title=issue.get("title") or "",
             body=issue.get("body") or "",
             requested_by=login,
+            requested_by_id=sender.get("id"),
             reason=why,
         )
         if task is None:
@@ -146,6 +160,7 @@ class Intake:
             title=f"Address review on PR #{pr_number}: {parent.title}",
             body=body,
             requested_by=sender["login"],
+            requested_by_id=sender.get("id"),
             kind=TaskKind.FOLLOW_UP,
             parent=parent,
             reason=f"review feedback on PR #{pr_number}",

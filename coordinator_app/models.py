@@ -45,6 +45,8 @@ class Task(Base):
     title: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text, default="")
     requested_by: Mapped[str] = mapped_column(String(100))
+    # The requester's GitHub user id (from the webhook's sender): their commit trailer's address.
+    requested_by_id: Mapped[int | None] = mapped_column(BigInteger)
     state: Mapped[str] = mapped_column(String(20), default=TaskState.PENDING.value)
     specialty: Mapped[str | None] = mapped_column(String(20))
     complexity: Mapped[str | None] = mapped_column(String(10))
@@ -187,8 +189,21 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     sent_at: Mapped[datetime | None]
+    # Set when GitHub refused the message for good (401/403/404/410/422): never sent again.
+    failed_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ServedRepository(Base):
+    """A repository the cluster works on: an App installation's, or one configured in token
+    mode. Deliveries for any other repository are acknowledged and ignored."""
+
+    __tablename__ = "served_repositories"
+
+    full_name: Mapped[str] = mapped_column(String(200), primary_key=True)  # lower-cased
+    installation_id: Mapped[int | None] = mapped_column(BigInteger)  # None in token mode
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AdminUser(Base):

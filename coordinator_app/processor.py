@@ -13,16 +13,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import redis
-import requests
-from github import GithubException
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from coordinator_app import agents, tasks
+from coordinator_app import agents, served, tasks
 from coordinator_app.autoscaler import Autoscaler
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.db import Database
-from coordinator_app.github_gateway import GitHubGateway, send_outbox
+from coordinator_app.github_errors import classify
+from coordinator_app.github_gateway import GitHubGateway, Throttled, send_outbox
 from coordinator_app.intake import Intake
 from coordinator_app.models import Task, WebhookDelivery, utcnow
 from coordinator_app.queues import TaskQueues, queue_name
@@ -38,12 +37,15 @@ class GitHubUnavailable(Exception):
 
 
 def _is_outage(exc: Exception) -> bool:
-    """Connection trouble or a 5xx/429 from GitHub, as opposed to an answer about the request."""
-    if isinstance(exc, requests.ConnectionError | requests.Timeout):
+    """A temporary failure (network, 5xx, rate limit), as opposed to an answer about the
+    request itself."""
+    if isinstance(exc, Throttled):
         return True
-    return isinstance(exc, GithubException) and (exc.status >= 500 or exc.status == 429)
+    failure = classify(exc)
+    return failure is not None and not failure.permanent
 
 
+SYNC_RETRY_SECONDS = 30
 DEPENDENCY_RECHECK = timedelta(seconds=10)
 
 
@@ -67,6 +69,9 @@ class Processor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_poll = 0.0
+        self._next_sync = 0.0
+        # In App mode deliveries wait for the first sync: before it, no repository is served.
+        self.synced = not config.app_mode
 
     def notify(self) -> None:
         """Wake the loop now (a webhook was stored), instead of at the next tick."""
@@ -76,6 +81,7 @@ class Processor:
         """One pass over every step; each failure is logged and the other steps still run."""
         counts: dict[str, int] = {}
         for name, step in (
+            ("synced", self.sync_repositories_if_due),
             ("rebuilt", self.rebuild_queues_if_lost),
             ("deliveries", self.process_deliveries),
             ("released", self.release_dependencies),
@@ -98,6 +104,31 @@ class Processor:
 
     # Steps ----------------------------------------------------------------------------------
 
+    def sync_repositories_if_due(self) -> int:
+        """App mode: read the installations' repositories again (at start, then every
+        repository_sync_seconds), catching up on missed installation webhooks. Returns how
+        many were added or removed."""
+        now = time.monotonic()
+        if not self.config.app_mode or now < self._next_sync:
+            return 0
+        try:
+            found = {
+                name: installation
+                for installation, names in self.gateway.auth.installations().items()
+                for name in names
+            }
+        except Exception as exc:
+            if classify(exc) is None:
+                raise
+            logger.warning("Served repositories not synced: %s", classify(exc))
+            self._next_sync = now + SYNC_RETRY_SECONDS
+            return 0
+        with self.database.session() as session:
+            added, removed = served.replace_all(session, found)
+        self.synced = True
+        self._next_sync = now + self.config.repository_sync_seconds
+        return added + removed
+
     def rebuild_queues_if_lost(self) -> int:
         """If Redis lost the queues, recreate them and offer every queued task again."""
         if self.queues.intact():
@@ -114,7 +145,10 @@ class Processor:
         return result.rowcount
 
     def process_deliveries(self) -> int:
-        """Act on stored webhook deliveries, oldest first."""
+        """Act on stored webhook deliveries, oldest first (once the served repositories are
+        known)."""
+        if not self.synced:
+            return 0
         done = 0
         while True:
             with self.database.session() as session:
@@ -228,7 +262,7 @@ class Processor:
 
     def poll_if_due(self) -> int:
         """The polling fallback: feed labelled issues through the same intake as webhooks."""
-        if not self.config.poll_repositories:
+        if not self.config.poll_repositories or not self.synced:
             return 0
         if time.monotonic() - self._last_poll < self.config.poll_interval_seconds:
             return 0
@@ -240,7 +274,7 @@ class Processor:
         created = 0
         for repository in self.config.poll_repositories:
             for issue in self.gateway.labelled_issues(repository, self.config.trigger_label):
-                sender = {"login": issue["labeled_by"] or issue["user"], "type": "User"}
+                sender = {**issue["labeled_by"], "type": "User"}
                 payload = {
                     "action": "labeled",
                     "label": {"name": self.config.trigger_label},

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from coordinator_app import outbox
+from coordinator_app.branches import branch_name
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.exceptions import Conflict, Forbidden, IllegalTransition
 from coordinator_app.models import Agent, Task, TaskTransition, utcnow
@@ -88,6 +89,7 @@ def create_task(
     title: str,
     body: str,
     requested_by: str,
+    requested_by_id: int | None = None,
     kind: TaskKind = TaskKind.ISSUE,
     parent: Task | None = None,
     reason: str = "",
@@ -106,6 +108,7 @@ def create_task(
         title=title,
         body=body or "",
         requested_by=requested_by,
+        requested_by_id=requested_by_id if isinstance(requested_by_id, int) else None,
         state=TaskState.PENDING.value,
         budget=_budget(config),
         parent_id=parent.id if parent else None,
@@ -211,6 +214,9 @@ def claim_task(
     task.agent_id = agent.id
     task.attempts += 1
     task.lease_expires_at = now + timedelta(seconds=config.lease_seconds)
+    # The coordinator names the branch (a follow-up keeps its parent's): agents get tokens
+    # for this one ref only.
+    task.branch = task.branch or branch_name(task.issue_number, task.title)
     return task
 
 
@@ -263,13 +269,26 @@ def fail_task(
     *,
     actor: str,
     error: str,
+    permanent: bool = False,
     now: datetime | None = None,
 ) -> None:
-    """Mark a task failed and schedule a retry while attempts remain (backoff doubles)."""
+    """Mark a task failed and schedule a retry while attempts remain (backoff doubles).
+
+    ``permanent``: the failure would repeat (GitHub refused for good, e.g. the App lost
+    access to the repository), so there is no retry; a new trigger starts over.
+    """
     now = now or utcnow()
     transition(session, task, TaskState.FAILED, actor=actor, reason=error, now=now)
     task.error = error
-    if task.attempts < config.max_attempts:
+    if permanent:
+        task.retry_at = None
+        outbox.comment(
+            session,
+            task.repository,
+            task.issue_number,
+            f"The cluster stopped work on this issue: {error}. It will not retry by itself.",
+        )
+    elif task.attempts < config.max_attempts:
         delay = config.retry_backoff_seconds * 2 ** max(task.attempts - 1, 0)
         task.retry_at = now + timedelta(seconds=delay)
     else:

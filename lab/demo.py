@@ -36,13 +36,14 @@ from lab import demo_lab
 from lab.config import LabConfig
 from lab.demo_cluster import (
     ADMIN,
-    BOT,
+    APP_ID,
     REPO,
     SCENARIOS,
     SEED,
     DemoCluster,
     seed_tokens,
     summary,
+    write_app_key,
     write_toml,
 )
 from lab.demo_lab import LabCluster, demo_spec
@@ -85,6 +86,7 @@ class LocalCluster(DemoCluster):
         database.dispose()
 
         self.tokens = seed_tokens()
+        self.app_key_file = write_app_key(self.root / "github-app.pem")
         self.echo("starting the GitHub and Claude simulators")
         github_port, claude_port, coordinator_port = free_port(), free_port(), free_port()
         self._spawn(
@@ -98,6 +100,8 @@ class LocalCluster(DemoCluster):
                 str(SEED),
                 "--data-dir",
                 str(self.root / "github"),
+                "--app-key-file",
+                str(self.app_key_file),
             ],
         )
         claude_key = "sk-ant-demo-" + secrets.token_hex(8)
@@ -133,7 +137,9 @@ class LocalCluster(DemoCluster):
                 "secret_key": secrets.token_hex(32),
                 "webhook_secret": webhook_secret,
                 "github_api_url": f"{self.urls['github']}/api/v3",
-                "github_token": self.tokens[BOT],
+                # The cluster is the simulator's GitHub App (seed: simulators/github/seeds).
+                "github_app_id": APP_ID,
+                "github_app_private_key_file": str(self.app_key_file),
                 "heartbeat_seconds": 5,
                 "lease_seconds": 30,
                 # Plain HTTP on loopback: the lab demo and real sites serve HTTPS.
@@ -158,7 +164,7 @@ class LocalCluster(DemoCluster):
         )
         self.wait_http(f"{self.urls['coordinator']}/readyz", "coordinator")
 
-        self.add_webhook(webhook_secret)
+        self.set_app_webhook(webhook_secret)
 
         for name, specialties in AGENTS:
             self.echo(f"starting {name} ({', '.join(specialties)})")
@@ -178,8 +184,6 @@ class LocalCluster(DemoCluster):
                     "workspace_root": str(self.root / name),
                     "anthropic_base_url": self.urls["claude"],
                     "anthropic_api_key": claude_key,
-                    "github_api_url": f"{self.urls['github']}/api/v3",
-                    "github_token": self.tokens[BOT],
                     "heartbeat_seconds": 5,
                 },
             )

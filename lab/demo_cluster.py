@@ -23,23 +23,16 @@ import yaml
 
 from coordinator_app import test_results
 from lab.services import ServiceError
+from simulators.github.seed import generate_private_key
 
 PROJECT = Path(__file__).resolve().parent.parent
 SEED = PROJECT / "simulators" / "github" / "seeds" / "demo.yml"
 SCENARIOS = PROJECT / "simulators" / "claude" / "scenarios" / "demo"
+APP_ID = yaml.safe_load(SEED.read_text())["app"]["id"]
 REPO = "octo-org/textstats"
 ADMIN = "admin"
-BOT = "claude-cluster-bot"
 MAINTAINER = "alice"
 FINAL = ("completed", "failed", "cancelled")
-# Events the coordinator's webhook subscribes to (as README's set-up step lists them).
-WEBHOOK_EVENTS = [
-    "issues",
-    "issue_comment",
-    "pull_request",
-    "pull_request_review",
-    "pull_request_review_comment",
-]
 
 ISSUES = [
     (
@@ -74,6 +67,8 @@ class DemoCluster:
     tokens: dict[str, str] = field(default_factory=dict)
     # What requests verifies the coordinator's certificate with (a CA file for HTTPS).
     verify: str | bool = True
+    # The private key (PEM file) of the simulator's GitHub App, which the coordinator is.
+    app_key_file: Path | None = None
     _admin_token: str | None = None
 
     def check(self) -> None:
@@ -101,23 +96,23 @@ class DemoCluster:
             seconds_between_writes=0,
         )
 
-    def add_webhook(self, secret: str) -> int:
-        """Point the demo repository's webhook at the coordinator; returns the hook id."""
-        hook = (
-            self.github()
-            .get_repo(REPO)
-            .create_hook(
-                "web",
-                {
-                    "url": f"{self.urls['coordinator']}/webhooks/github",
-                    "content_type": "json",
-                    "secret": secret,
-                    "insecure_ssl": "0",
-                },
-                events=WEBHOOK_EVENTS,
-            )
+    def app_api(self, method: str, path: str, **kwargs) -> requests.Response:
+        """A call to an App endpoint of the GitHub simulator, with the App's JWT."""
+        jwt = github.Auth.AppAuth(APP_ID, self.app_key_file.read_text()).create_jwt()
+        answer = requests.request(
+            method,
+            f"{self.urls['github']}/api/v3{path}",
+            headers={"Authorization": f"Bearer {jwt}", "Accept": "application/vnd.github+json"},
+            timeout=30,
+            **kwargs,
         )
-        return hook.id
+        answer.raise_for_status()
+        return answer
+
+    def set_app_webhook(self, secret: str) -> None:
+        """Point the App's webhook at the coordinator (the App's settings page on GitHub)."""
+        config = {"url": f"{self.urls['coordinator']}/webhooks/github", "content_type": "json"}
+        self.app_api("PATCH", "/app/hook/config", json={**config, "secret": secret})
 
     def file_issue(self, title: str, body: str, labels: list[str]) -> int:
         """Open an issue as the maintainer: triage labels first, then the trigger label."""
@@ -186,6 +181,14 @@ def seed_tokens() -> dict[str, str]:
     """The GitHub simulator tokens of the demo seed's users, by login."""
     seed = yaml.safe_load(SEED.read_text())
     return {user["login"]: user["token"] for user in seed["users"] if user.get("token")}
+
+
+def write_app_key(path: Path) -> Path:
+    """A new private key for the demo's GitHub App (0600), given to the simulator and the
+    coordinator alike, as GitHub's App settings page hands one out."""
+    path.write_text(generate_private_key())
+    path.chmod(0o600)
+    return path
 
 
 def summary(tasks: list[dict]) -> str:

@@ -25,7 +25,15 @@ from pathlib import Path
 
 from lab import network, prereqs
 from lab.config import LabConfig
-from lab.demo_cluster import BOT, PROJECT, SCENARIOS, SEED, DemoCluster, seed_tokens
+from lab.demo_cluster import (
+    APP_ID,
+    PROJECT,
+    SCENARIOS,
+    SEED,
+    DemoCluster,
+    seed_tokens,
+    write_app_key,
+)
 from lab.exceptions import LabBusyError, LabError
 from lab.manager import Lab
 from lab.process import cmdline, is_alive, spawn_detached
@@ -81,7 +89,6 @@ class LabCluster(DemoCluster):
     webhook_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     # Token for the GitHub simulator's /_sim/ surface (it is not on loopback here).
     github_admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
-    hook_id: int = 0
     # Seconds each phase of start() took ("lab", "site.yml", "simulators").
     phases: dict[str, float] = field(default_factory=dict)
     # Hosts site.yml converges (--limit), e.g. to leave a spare host fresh; None: all of them.
@@ -124,6 +131,7 @@ class LabCluster(DemoCluster):
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         bridge = network.bridge_address(self.config)
         self.tokens = seed_tokens()
+        self.app_key_file = write_app_key(self.directory / "github-app.pem")
         claude_key = "sk-ant-demo-" + secrets.token_hex(8)
         github_port, claude_port = free_port(bridge), free_port(bridge)
         coordinator = self.address(self.host_of("coordinator").name)
@@ -137,7 +145,7 @@ class LabCluster(DemoCluster):
         self._phase("site.yml", lambda: self.converge(claude_key))
         self.echo("starting the GitHub and Claude simulators on the lab bridge")
         self._phase("simulators", lambda: self._start_simulators(bridge, claude_key))
-        self.hook_id = self.add_webhook(self.webhook_secret)
+        self.set_app_webhook(self.webhook_secret)
         self.save()
         agents = {a["name"]: a["state"] for a in self.api("GET", "/api/v1/agents")["items"]}
         self.echo("agents: " + ", ".join(f"{n} {s}" for n, s in sorted(agents.items())))
@@ -159,7 +167,8 @@ class LabCluster(DemoCluster):
         return {
             "control_node_ca_dir": str(CA_DIR),
             "coordinator_github_api_url": api,
-            "coordinator_github_token": self.tokens[BOT],
+            # The cluster is the simulator's GitHub App (seed: simulators/github/seeds/demo.yml).
+            "coordinator_github_app": {"id": APP_ID, "private_key": self.app_key_file.read_text()},
             "coordinator_webhook_secret": self.webhook_secret,
             "coordinator_admin_password": self.admin_password,
             "agent_coordinator_admin_password": self.admin_password,
@@ -167,8 +176,6 @@ class LabCluster(DemoCluster):
             "coordinator_heartbeat_seconds": self.timing.heartbeat_seconds,
             "agent_anthropic_base_url": self.urls["claude"],
             "agent_anthropic_api_key": claude_key,
-            "agent_github_api_url": api,
-            "agent_github_token": self.tokens[BOT],
             "agent_settings": agent_settings,
             "agent_start_service": True,
         }
@@ -203,7 +210,8 @@ class LabCluster(DemoCluster):
             "github-sim",
             [ccc_sim, "github", "--host", bridge, "--port", github_port, "--seed", str(SEED),
              "--data-dir", str(self.directory / "github"), "--public-url", self.urls["github"],
-             "--admin-token", self.github_admin_token, "--webhook-ca-file", str(self.verify)],
+             "--admin-token", self.github_admin_token, "--webhook-ca-file", str(self.verify),
+             "--app-key-file", str(self.app_key_file)],
             self.directory,
         )  # fmt: skip
         start_background(
@@ -237,7 +245,7 @@ class LabCluster(DemoCluster):
             "urls": self.urls,
             "admin_password": self.admin_password,
             "verify": self.verify,
-            "hook_id": self.hook_id,
+            "app_key_file": str(self.app_key_file),
             "github_admin_token": self.github_admin_token,
             "timing": asdict(self.timing),
         }
@@ -349,7 +357,7 @@ def load(config: LabConfig) -> LabCluster:
         urls=record["urls"],
         admin_password=record["admin_password"],
         verify=record["verify"],
-        hook_id=record["hook_id"],
+        app_key_file=Path(record["app_key_file"]),
         github_admin_token=record["github_admin_token"],
         timing=Timing(**record["timing"]),
         tokens=seed_tokens(),

@@ -208,7 +208,7 @@ def agent_secrets(cluster) -> list[str]:
     found = set()
     for host in agent_hosts(cluster):
         config = tomllib.loads(cluster.ssh(host.name, "cat /etc/claude-agent/agent.toml"))
-        for name in ("agent_key", "anthropic_api_key", "github_token", "api_token"):
+        for name in ("agent_key", "anthropic_api_key", "api_token"):
             if config.get(name):
                 found.add(config[name])
         found.add(urlsplit(config["redis_url"]).password)

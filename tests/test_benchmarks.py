@@ -47,3 +47,11 @@ def test_the_sandbox_benchmark_runs():
                           check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| bwrap view + rlimits + egress relay + disk guard (what tasks use) |" in done.stdout
+
+
+def test_the_token_minting_benchmark_runs():
+    done = subprocess.run([sys.executable, "-m", "bench.token_minting", "--claims", "3"],
+                          cwd=BENCH.parent, capture_output=True, text=True, timeout=300,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| App mode: a token minted for the task's repository |" in done.stdout, done.stdout

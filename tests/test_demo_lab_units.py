@@ -8,7 +8,7 @@ import sys
 import yaml
 
 from lab.config import LabConfig
-from lab.demo_cluster import PROJECT
+from lab.demo_cluster import APP_ID, PROJECT, write_app_key
 from lab.demo_lab import LabCluster, Timing, demo_spec, read_pid, start_background, stop_background
 from lab.process import is_alive
 
@@ -29,10 +29,15 @@ def test_extra_vars_point_the_cluster_at_the_simulators(tmp_path):
         config=LabConfig(state_dir=tmp_path), timing=Timing(lease_seconds=20, heartbeat_seconds=4)
     )
     cluster.urls = {"github": "http://10.9.0.1:1", "claude": "http://10.9.0.1:2"}
-    cluster.tokens = {"claude-cluster-bot": "ghp_bot"}
+    cluster.app_key_file = write_app_key(tmp_path / "app.pem")
     extra = cluster.extra_vars("sk-key")
-    assert extra["coordinator_github_api_url"] == extra["agent_github_api_url"]
-    assert extra["agent_github_api_url"] == "http://10.9.0.1:1/api/v3"
+    assert extra["coordinator_github_api_url"] == "http://10.9.0.1:1/api/v3"
+    # The coordinator is the simulator's App; the agents get no GitHub setting at all.
+    assert extra["coordinator_github_app"] == {
+        "id": APP_ID,
+        "private_key": cluster.app_key_file.read_text(),
+    }
+    assert not [name for name in extra if name.startswith("agent_github")]
     assert extra["agent_anthropic_base_url"] == "http://10.9.0.1:2"
     assert extra["coordinator_admin_password"] == extra["agent_coordinator_admin_password"]
     assert extra["coordinator_lease_seconds"] == 20

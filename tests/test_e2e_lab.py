@@ -20,12 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from lab.demo_cluster import ISSUES, REPO, task_seconds
+from lab.demo_cluster import ISSUES, MAINTAINER, REPO, task_seconds
 from lab.demo_lab import LabCluster, Timing, demo_spec
 from lab.testing import isolated_config, lab_cluster, skip_reason
 from tests import redteam
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab]
+
+BOT = "claude-code-cluster[bot]"  # the demo seed's App
 
 HAPPY_PATH = [
     "pending", "analyzing", "queued", "assigned", "in_progress", "testing", "review", "completed",
@@ -155,6 +157,7 @@ def test_every_demo_issue_becomes_one_pull_request(cluster):
         ISSUES[1][0]: ("documentation", "README.md"),
         ISSUES[2][0]: ("testing", "tests/test_edge_cases.py"),
     }
+    maintainer = cluster.github().get_user(MAINTAINER)
     for task in tasks:
         specialty, path = expected[task["title"]]
         assert task["state"] == "completed", task
@@ -162,6 +165,13 @@ def test_every_demo_issue_becomes_one_pull_request(cluster):
         assert [h["to"] for h in task["history"]] == HAPPY_PATH
         assert_one_pull_request(cluster, task["issue_number"], path)
         print(f"label to PR, #{task['issue_number']} ({specialty}): {task_seconds(task):.1f}s")
+        # The App's bot made the PR and its commits, crediting the maintainer who asked.
+        pull = cluster.github().get_repo(REPO).get_pull(task["pr_number"])
+        assert pull.user.login == BOT
+        for commit in pull.get_commits():
+            assert commit.commit.author.name == BOT, commit.commit.author
+            trailer = f"Co-authored-by: {MAINTAINER} <{maintainer.id}+{MAINTAINER}@users.noreply."
+            assert trailer in commit.commit.message, commit.commit.message
     # The coordinator comments on each issue with its PR (through its outbox, so a bit later).
     repo = cluster.github().get_repo(REPO)
     for task in tasks:
@@ -173,6 +183,25 @@ def test_every_demo_issue_becomes_one_pull_request(cluster):
             ),
             timeout=30,
         )
+
+
+def test_agent_hosts_hold_no_github_credential(cluster):
+    """After real tasks: no GitHub token nor the App's key in the agent hosts' files, in the
+    agent's environment or in its log (each task's token lived in memory only)."""
+    key_line = cluster.app_key_file.read_text().splitlines()[1]
+    tokens = r"gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}"
+    for host in (h.name for h in cluster.spec.hosts if "agents" in h.roles):
+        found = cluster.ssh(
+            host,
+            f"grep -rIlE '{tokens}' /etc /var/lib/claude-agent /root /tmp 2>/dev/null; "
+            f"grep -rIlF '{key_line}' /etc /var/lib/claude-agent /root /tmp 2>/dev/null; "
+            "pid=$(systemctl show -p MainPID --value claude-agent); "
+            f"tr '\\0' '\\n' < /proc/$pid/environ | grep -iE 'github|{tokens}'; "
+            f"journalctl -u claude-agent --no-pager -o cat | grep -cE '{tokens}'; true",
+        )
+        assert found.strip() == "0", f"{host}: {found}"
+        config = cluster.ssh(host, "cat /etc/claude-agent/agent.toml")
+        assert "github" not in config.lower(), config
 
 
 def test_review_comment_adds_a_commit_to_the_same_pull_request(cluster):
@@ -239,13 +268,13 @@ def test_coordinator_and_redis_restarts_lose_nothing(cluster):
 def test_duplicate_and_concurrent_webhooks_make_one_task(cluster):
     number = memo(cluster, "duplicates", 8)
     running_task(cluster, number)
-    api = f"{cluster.urls['github']}/api/v3/repos/{REPO}/hooks/{cluster.hook_id}/deliveries"
-    headers = {"Authorization": f"token {cluster.tokens['alice']}"}
+    # The App's webhook deliveries, as GitHub lists them to the App.
+    api = "/app/hook/deliveries"
     labeled = None
-    for summary in requests.get(api, headers=headers, timeout=10).json():
+    for summary in cluster.app_api("GET", api, params={"per_page": 100}).json():
         if (summary["event"], summary["action"]) != ("issues", "labeled"):
             continue
-        detail = requests.get(f"{api}/{summary['id']}", headers=headers, timeout=10).json()
+        detail = cluster.app_api("GET", f"{api}/{summary['id']}").json()
         if detail["request"]["payload"]["issue"]["number"] == number:
             labeled = detail
             break
@@ -254,9 +283,7 @@ def test_duplicate_and_concurrent_webhooks_make_one_task(cluster):
     signature = hmac.new(cluster.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
 
     def redeliver(_: int) -> int:
-        return requests.post(
-            f"{api}/{labeled['id']}/attempts", headers=headers, timeout=10
-        ).status_code
+        return cluster.app_api("POST", f"{api}/{labeled['id']}/attempts").status_code
 
     def fresh_delivery(_: int) -> int:  # the same event under a new delivery id
         return requests.post(

@@ -27,6 +27,7 @@ def site(tmp_path) -> Path:
     shutil.copytree(EXAMPLE, inventory)
     vault = yaml.safe_load((inventory / "group_vars/all/vault.yml.example").read_text())
     vault = {key: f"test-{key}-0123456789" for key in vault}
+    vault["vault_github_app_id"] = 123456
     (inventory / "group_vars/all/vault.yml").write_text(yaml.safe_dump(vault))
     return inventory
 
@@ -108,3 +109,11 @@ def test_an_inventory_without_a_coordinator_is_refused(site):
     done = playbook(site, "preflight.yml")
     assert done.returncode != 0
     assert "needs at least one host in each of the groups" in done.stdout, done.stdout
+
+
+def test_a_half_configured_github_app_is_refused(site):
+    # An App id without the App's private key: App mode cannot start.
+    edit(site / "group_vars/all/main.yml", coordinator_github_app={"id": 123456})
+    done = playbook(site, "preflight.yml")
+    assert done.returncode != 0
+    assert "private_key" in done.stdout and "coordinator_github_app" in done.stdout, done.stdout

@@ -24,7 +24,7 @@ import pytest
 import requests
 import yaml
 
-from lab.demo_cluster import BOT, ISSUES, PROJECT
+from lab.demo_cluster import APP_ID, ISSUES, PROJECT
 from lab.demo_lab import LabCluster, Timing
 from lab.inventory import ssh_common_args
 from lab.spec import HostSpec, LabSpec
@@ -117,7 +117,6 @@ class ProductionSite(LabCluster):
         api = f"{self.urls['github']}/api/v3"
         settings.update(
             coordinator_github_api_url=api,
-            agent_github_api_url=api,
             agent_anthropic_base_url=self.urls["claude"],
             # GitHub (the simulator) delivers webhooks from the control machine.
             common_firewall_webhook_sources=[self.config.bridge_address],
@@ -133,7 +132,9 @@ class ProductionSite(LabCluster):
         values = {key: secrets.token_urlsafe(24) for key in example}
         values.update(
             vault_anthropic_api_key=claude_key,
-            vault_github_token=self.tokens[BOT],
+            # The cluster is the simulator's GitHub App, as the example inventory recommends.
+            vault_github_app_id=APP_ID,
+            vault_github_app_private_key=self.app_key_file.read_text(),
             vault_webhook_secret=self.webhook_secret,
             vault_admin_password=self.admin_password,
         )
@@ -176,7 +177,8 @@ def site(tmp_path_factory) -> Iterator[ProductionSite]:
 def test_the_vault_is_encrypted_and_the_run_shows_no_secret_and_no_warning(site: ProductionSite):
     vault = (site.site / "group_vars/all/vault.yml").read_text()
     assert vault.startswith("$ANSIBLE_VAULT;")
-    for secret in (site.admin_password, site.webhook_secret, site.tokens[BOT]):
+    app_key = site.app_key_file.read_text().split("\n")[1]  # a line of the key's body
+    for secret in (site.admin_password, site.webhook_secret, app_key):
         assert secret not in vault and secret not in site.site_output
     # No preflight warning (webhook sources are set), and no warning of Ansible's either.
     assert "webhook deliveries cannot reach" not in site.site_output

@@ -10,7 +10,16 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from coordinator_app import agents, audit, autoscaler, ratelimit, scaling, tasks, test_results
+from coordinator_app import (
+    agents,
+    audit,
+    autoscaler,
+    ratelimit,
+    scaling,
+    served,
+    tasks,
+    test_results,
+)
 from coordinator_app.admin import bp
 from coordinator_app.auth import admin_fingerprint
 from coordinator_app.db import get_session
@@ -19,6 +28,7 @@ from coordinator_app.models import (
     AdminUser,
     Agent,
     AuditEntry,
+    OutboxMessage,
     ProgressEvent,
     ScalingRun,
     Task,
@@ -182,6 +192,31 @@ def agent_action(agent_id: int, action: str):
 def audit_log():
     entries = get_session().scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(200))
     return render_template("admin/audit.html", entries=entries)
+
+
+@bp.get("/github")
+@login_required
+def github_page():
+    """How the cluster reaches GitHub: its identity, served repositories, refused messages."""
+    session = get_session()
+    ccc = services()
+    unsent = (OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))
+    pending = session.scalar(select(func.count()).where(*unsent))
+    failed = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.failed_at.is_not(None))
+        .order_by(OutboxMessage.failed_at.desc())
+        .limit(PAGE_SIZE)
+    ).all()
+    return render_template(
+        "admin/github.html",
+        config=ccc.config,
+        identity=ccc.gateway.auth.known_login,  # pages never wait for GitHub
+        paused=ccc.gateway.paused_seconds(),
+        served=served.listing(session, ccc.config),
+        pending=pending,
+        failed=failed,
+    )
 
 
 @bp.get("/scaling")

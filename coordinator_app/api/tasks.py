@@ -7,12 +7,13 @@ from decimal import Decimal
 from flask import request, url_for
 from sqlalchemy import select
 
-from coordinator_app import audit, outbox, tasks, test_results
+from coordinator_app import audit, grants, outbox, served, tasks, test_results
 from coordinator_app.api import bp
 from coordinator_app.api.schemas import event_json, json_body, paginate, task_json, typed
 from coordinator_app.auth import current_principal, require
 from coordinator_app.db import get_session
-from coordinator_app.exceptions import Conflict, Forbidden, InvalidRequest, NotFound
+from coordinator_app.exceptions import Conflict, Forbidden, InvalidRequest, NotFound, Unavailable
+from coordinator_app.github_errors import classify
 from coordinator_app.github_gateway import is_pull_request_url
 from coordinator_app.intake import Intake
 from coordinator_app.models import ProgressEvent, Task, utcnow
@@ -70,10 +71,13 @@ def create_task():
     session = get_session()
     ccc = services()
     principal = current_principal()
+    repository = typed(data, "repository", str)
+    if not served.is_served(session, ccc.config, repository):
+        raise InvalidRequest(f"{repository} is not served by this cluster")
     task = tasks.create_task(
         session,
         ccc.config,
-        repository=typed(data, "repository", str),
+        repository=repository,
         issue_number=typed(data, "issue_number", int),
         title=typed(data, "title", str),
         body=typed(data, "body", str, ""),
@@ -143,11 +147,13 @@ def claim_task(task_id: int):
     """Confirm a claim read from a queue: 200 with the task, or 409/403 (acknowledge and drop)."""
     session = get_session()
     principal = current_principal()
+    ccc = services()
     try:
-        task = tasks.claim_task(session, services().config, task_id, principal.agent, utcnow())
+        task = tasks.claim_task(session, ccc.config, task_id, principal.agent, utcnow())
     except (Conflict, Forbidden):
         session.commit()  # keep queue_entry=NULL so the task is offered again
         raise
+    grant = _grant(session, task, principal)
     outbox.comment(
         session,
         task.repository,
@@ -157,7 +163,46 @@ def claim_task(task_id: int):
     )
     audit.record(session, principal.actor, "task.claim", str(task.id))
     session.commit()
-    return task_json(task, detail=True)
+    return {**task_json(task, detail=True), "github": grant}
+
+
+@bp.post("/tasks/<int:task_id>/github-token")
+@require("agent")
+def github_token(task_id: int):
+    """A fresh GitHub grant for a task the agent holds: to push, or to renew one.
+
+    The request names the ``ref`` the agent will push: the task's own branch, and no other.
+    """
+    task = _owned(task_id)
+    ref = typed(json_body("ref"), "ref", str)
+    if ref != f"refs/heads/{task.branch}":
+        raise Forbidden(f"task {task_id} may push refs/heads/{task.branch} only, not {ref}")
+    session = get_session()
+    grant = _grant(session, task, current_principal())
+    audit.record(session, current_principal().actor, "task.github_token", str(task.id))
+    session.commit()
+    return grant
+
+
+def _grant(session, task: Task, principal) -> dict:
+    """The task's GitHub grant; GitHub's refusal fails the task for good (409), an outage
+    leaves it as it was (503: the agent tries again later)."""
+    ccc = services()
+    try:
+        return grants.for_task(task, ccc.gateway, ccc.config.github_api_url)
+    except Exception as exc:
+        failure = classify(exc)
+        if failure is None:
+            raise
+        if not failure.permanent:
+            session.rollback()
+            raise Unavailable(f"no GitHub token for task {task.id} now: {failure}") from exc
+        error = f"GitHub gives no access to {task.repository}: {failure.reason}"
+        tasks.fail_task(
+            session, ccc.config, task, actor=principal.actor, error=error, permanent=True
+        )
+        session.commit()
+        raise Conflict(f"task {task.id} failed: {error}") from exc
 
 
 @bp.post("/tasks/<int:task_id>/release")
@@ -206,7 +251,9 @@ def _apply_branch_fields(task: Task, data: dict) -> None:
     """The branch and pull request an agent reports, as they appear. A pull request URL is
     accepted only as the web page of the task's own repository's pull request: the admin
     pages and comments link to it."""
-    for key, kind in (("branch", str), ("pr_number", int), ("pr_url", str)):
+    if "branch" in data and typed(data, "branch", str) != task.branch:
+        raise InvalidRequest(f"task {task.id} works on {task.branch}, not {data['branch']}")
+    for key, kind in (("pr_number", int), ("pr_url", str)):
         if key in data:
             setattr(task, key, typed(data, key, kind))
     if "pr_url" in data and not is_pull_request_url(
@@ -292,6 +339,7 @@ def finish_task(task_id: int):
             task,
             actor=principal.actor,
             error=str(data.get("error") or "the agent reported a failure"),
+            permanent=typed(data, "permanent", bool, False),
         )
     else:
         raise InvalidRequest("outcome must be completed or failed")

@@ -27,6 +27,9 @@ HANDLED_EVENTS = {
     "pull_request",
     "pull_request_review",
     "pull_request_review_comment",
+    # The App's installations: which repositories the cluster serves.
+    "installation",
+    "installation_repositories",
 }
 
 

@@ -23,6 +23,7 @@ from werkzeug.security import generate_password_hash
 
 from agent_app.cli import build_worker
 from agent_app.config import AgentConfig
+from agent_app.github_access import Grant, TaskAccess
 from agent_app.worker import Worker
 from coordinator_app import create_app
 from coordinator_app.models import AdminUser, Task
@@ -53,6 +54,19 @@ CLAUDE_KEY = "sk-ant-test-claude-key-0123456789"
 # tests do not use it: like on agent hosts they find the system's python3 and pytest
 # (python3-pytest, which `make test` installs), and a sandbox may hide the virtualenv anyway.
 VENV_BIN = str(Path(sys.executable).parent)
+
+
+def token_access(github_url: str, branch: str, token: str = TOKENS["cluster-bot"]) -> TaskAccess:
+    """A task's GitHub access as token mode grants it (one token that does not expire)."""
+    grant = Grant(
+        token=token,
+        expires_at=None,
+        repository=REPO,
+        branch=branch,
+        api_url=f"{github_url}/api/v3",
+        author=("cluster-bot", "cluster-bot@users.noreply.example.invalid"),
+    )
+    return TaskAccess(grant, renew=lambda ref: pytest.fail(f"no renewal expected ({ref})"))
 
 
 class RecordingApp:
@@ -112,8 +126,6 @@ class Cluster:
             "workspace_root": str(self.tmp / name),
             "anthropic_base_url": self.claude_url,
             "anthropic_api_key": CLAUDE_KEY,
-            "github_api_url": f"{self.github_url}/api/v3",
-            "github_token": TOKENS["cluster-bot"],
             "heartbeat_seconds": 1,
             "claim_block_seconds": 1,
             "stop_timeout_seconds": 5,
@@ -160,7 +172,6 @@ class Cluster:
             log.close()
         for worker in self.workers:
             worker.coordinator.close()
-            worker.runner.publisher.close()
             worker.queues.redis.close()
 
     def label_issue(self, title: str, body: str = "", labels=("claude",)) -> int:
@@ -198,19 +209,34 @@ class Cluster:
 
 @contextmanager
 def running_cluster(
-    database_url, redis_url, tmp: Path, scenarios: list[dict], **coordinator_overrides
+    database_url,
+    redis_url,
+    tmp: Path,
+    scenarios: list[dict],
+    github: dict | None = None,
+    **coordinator_overrides,
 ) -> Iterator[Cluster]:
-    """Everything started here is stopped and closed on the way out, also when a test fails."""
+    """Everything started here is stopped and closed on the way out, also when a test fails.
+
+    The coordinator is the simulator's GitHub App (as `make demo` runs it): each task gets a
+    token for its repository alone.
+    """
     with contextlib.ExitStack() as stack:
-        gh_config = SimulatorConfig(seed=sample_seed(), data_dir=tmp / "github")
+        gh_config = SimulatorConfig(seed=sample_seed(), data_dir=tmp / "github", **(github or {}))
         gh_sim, gh_url = stack.enter_context(running_simulator(gh_config))
         claude_app = create_claude_app(scenarios, api_keys={CLAUDE_KEY})
         recorder = RecordingApp(claude_app)
+        app_key = tmp / "github-app.pem"
+        app_key.write_text(gh_sim.store.app.private_key_pem)
+        app_key.chmod(0o600)
         config = make_config(
             database_url,
             redis_url,
             github_api_url=f"{gh_url}/api/v3",
-            github_token=TOKENS["cluster-bot"],
+            github_token="",
+            repositories=[],
+            github_app_id=gh_sim.store.app.id,
+            github_app_private_key_file=str(app_key),
             heartbeat_seconds=1,
             lease_seconds=5,
             **coordinator_overrides,

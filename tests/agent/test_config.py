@@ -7,14 +7,14 @@ import pytest
 from agent_app.config import AgentConfig
 from coordinator_app.exceptions import ConfigError
 
-REQUIRED = {"agent_key": "ccca_k", "anthropic_api_key": "sk-ant-k", "github_token": "ghp_k"}
+REQUIRED = {"agent_key": "ccca_k", "anthropic_api_key": "sk-ant-k"}
 
 
 def test_file_then_environment(tmp_path):
     file = tmp_path / "agent.toml"
     file.write_text(
         'name = "lab2"\nspecialties = ["backend", "general"]\nmax_tasks = 2\n'
-        'agent_key = "ccca_k"\nanthropic_api_key = "sk-ant-k"\ngithub_token = "ghp_k"\n'
+        'agent_key = "ccca_k"\nanthropic_api_key = "sk-ant-k"\n'
         "[limits]\nmax_turns = 9\n"
     )
     config = AgentConfig.load(file, environ={"CLAUDE_AGENT_MAX_TASKS": "4"})
@@ -35,6 +35,8 @@ def test_file_then_environment(tmp_path):
         ({"limits": {"max_turns": "lots"}}, "setting limits.max_turns"),
         ({"prices": {"opus": {"input": 1}}}, "prices.opus"),
         ({"heartbeat_secs": 3}, "unknown setting(s): heartbeat_secs"),
+        # An agent holds no GitHub credential: the coordinator grants one per task.
+        ({"github_token": "ghp_k"}, "unknown setting(s): github_token"),
         # The API's token never crosses the network in the clear.
         ({"api_token": "t", "api_host": "10.0.0.5"}, "api_tls_cert_file and api_tls_key_file"),
         ({"api_token": "t", "api_host": "0.0.0.0"}, "api_tls_cert_file and api_tls_key_file"),  # noqa: S104

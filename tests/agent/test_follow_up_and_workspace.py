@@ -105,13 +105,12 @@ def test_the_second_task_on_a_repository_reuses_the_mirror(tmp_path):
         _sim,
         url,
     ):
-        git = Git(TOKENS["cluster-bot"], "bot", "bot@example.invalid")
-        workspaces = Workspaces(tmp_path / "agent", git)
-        clone_url = f"{url}/{REPO}.git"
-        first = workspaces.prepare(1, REPO, clone_url, "claude/issue-1-a", "main")
+        workspaces = Workspaces(tmp_path / "agent", Git())
+        clone_url, token = f"{url}/{REPO}.git", TOKENS["cluster-bot"]
+        first = workspaces.prepare(1, REPO, clone_url, "claude/issue-1-a", "main", token)
         mirror = workspaces.mirror_path(REPO)
         packs = sorted(p.name for p in (mirror / "objects" / "pack").glob("*.pack"))
-        second = workspaces.prepare(2, REPO, clone_url, "claude/issue-2-b", "main")
+        second = workspaces.prepare(2, REPO, clone_url, "claude/issue-2-b", "main", token)
         assert sorted(p.name for p in (mirror / "objects" / "pack").glob("*.pack")) == packs
         for workspace in (first, second):
             alternates = (workspace.git_dir / "objects" / "info" / "alternates").read_text()
@@ -131,7 +130,7 @@ def test_the_second_task_on_a_repository_reuses_the_mirror(tmp_path):
 
 
 def test_finished_workspaces_are_removed_after_retention(tmp_path):
-    workspaces = Workspaces(tmp_path, Git("t", "bot", "bot@example.invalid"))
+    workspaces = Workspaces(tmp_path, Git())
     for task_id, age_days in ((1, 10), (2, 1), (3, None)):
         folder = tmp_path / "tasks" / f"task-{task_id}"
         folder.mkdir(parents=True)

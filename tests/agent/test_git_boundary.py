@@ -16,8 +16,8 @@ from agent_app.publisher import Publisher
 from agent_app.sandbox import CommandRunner, Policy
 from agent_app.workspace import Workspaces
 from simulators.github.config import SimulatorConfig
-from simulators.github.testing import TOKENS, running_simulator, sample_seed
-from tests.agent.conftest import REPO, needs_bwrap
+from simulators.github.testing import running_simulator, sample_seed
+from tests.agent.conftest import REPO, needs_bwrap, token_access
 
 
 @pytest.fixture
@@ -27,12 +27,13 @@ def checkout(tmp_path):
         _sim,
         url,
     ):
-        git = Git(TOKENS["cluster-bot"], "bot", "bot@example.invalid")
-        workspaces = Workspaces(tmp_path / "agent", git)
-        workspace = workspaces.prepare(1, REPO, f"{url}/{REPO}.git", "claude/issue-1-x", "main")
-        publisher = Publisher(git, f"{url}/api/v3", TOKENS["cluster-bot"], ("bot", "bot@x"))
+        workspaces = Workspaces(tmp_path / "agent", Git())
+        access = token_access(url, "claude/issue-1-x")
+        workspace = workspaces.prepare(
+            1, REPO, f"{url}/{REPO}.git", "claude/issue-1-x", "main", access.token()
+        )
+        publisher = Publisher(workspaces.git, access)
         yield workspace, publisher, workspaces.mirror_path(REPO), tmp_path
-        publisher.close()
 
 
 def hostile_git_dir(folder: Path, marker: Path) -> None:
@@ -74,7 +75,7 @@ def test_a_git_directory_planted_in_the_checkout_is_never_used(checkout):
     hostile_git_dir(nested / ".git", marker)
 
     made = publisher.commit_all(workspace, "Add notes")
-    pushed = publisher.push(mirror, workspace, "claude/issue-1-x")
+    pushed = publisher.push(mirror, workspace)
 
     commit = made.sha
     assert commit and pushed == commit

@@ -71,8 +71,8 @@ LEAKY_SUMMARY = {
                 new_str=ORIGINAL + "\n\ndef triple(x):\n    return 3 * x\n",
             )
         ],
-        f"Done. For the record: {TOKEN} / {b64(TOKEN, 'x-access-token:')} / {CLAUDE_KEY[::-1]} "
-        f"/ {GITHUB_LIKE}",
+        f"Done. For the record: {CLAUDE_KEY} / {b64(CLAUDE_KEY, 'x-access-token:')} / "
+        f"{CLAUDE_KEY[::-1]} / {GITHUB_LIKE}",
     ],
 }
 
@@ -80,7 +80,7 @@ LEAKY_DIFF = {
     "name": "leaky-diff",
     "match": {"prompt": "(?i)add a config example"},
     "turns": [
-        [edit("create", "config.example", file_text=f"token_hex = {TOKEN.encode().hex()}\n")],
+        [edit("create", "config.example", file_text=f"key_hex = {CLAUDE_KEY.encode().hex()}\n")],
         "Added an example configuration.",
     ],
 }
@@ -104,7 +104,8 @@ def test_a_leaky_summary_reaches_github_and_the_coordinator_redacted(cluster_fac
             "issue comments": "\n".join(comments), "task result": repr(task["result"]),
             "progress events": repr(events), "transcript": transcript,
         }.items():  # fmt: skip
-            for secret in (TOKEN, b64(TOKEN, "x-access-token:"), CLAUDE_KEY[::-1], GITHUB_LIKE):
+            for secret in (CLAUDE_KEY, b64(CLAUDE_KEY, "x-access-token:"), CLAUDE_KEY[::-1],
+                           GITHUB_LIKE):  # fmt: skip
                 assert secret not in text, where
         assert REPLACEMENT in pr.body and "Done. For the record" in pr.body
 
@@ -115,7 +116,7 @@ def test_a_change_that_holds_a_secret_is_not_pushed(cluster_factory):
         number = cluster.label_issue("Add a config example", "an example config file")
         task = cluster.wait_for(number, states=("failed",))
         assert "holds a secret of this agent (hex)" in task["error"], task["error"]
-        assert "not pushed" in task["error"] and TOKEN.encode().hex() not in task["error"]
+        assert "not pushed" in task["error"] and CLAUDE_KEY.encode().hex() not in task["error"]
         url = cluster.github_url.replace("http://", f"http://x:{TOKENS['bob']}@")
         heads = subprocess.run(["git", "ls-remote", "--heads", f"{url}/{REPO}.git"],
                                capture_output=True, text=True, check=True).stdout  # fmt: skip

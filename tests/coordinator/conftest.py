@@ -14,6 +14,8 @@ from werkzeug.security import generate_password_hash
 from coordinator_app import create_app
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.models import AdminUser
+from simulators.github.config import SimulatorConfig
+from simulators.github.testing import TOKENS, running_simulator, sample_seed
 
 WEBHOOK_SECRET = "test-webhook-secret"
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -28,6 +30,8 @@ def make_config(database_url: str, redis_url: str, **overrides) -> CoordinatorCo
         # Unreachable unless a test binds the GitHub simulator: nothing here may call GitHub.
         "github_api_url": "http://127.0.0.1:9/api/v3",
         "github_token": "unused",
+        # Token mode serves these (test tasks name them); App mode serves its installations'.
+        "repositories": ["octo/app", "acme/widgets", "acme/api"],
         "background_processing": False,
         # The test servers speak plain HTTP (tests/coordinator/test_admin_security.py checks
         # the default, Secure).
@@ -37,9 +41,23 @@ def make_config(database_url: str, redis_url: str, **overrides) -> CoordinatorCo
     return CoordinatorConfig.from_mapping(values)
 
 
+@pytest.fixture(scope="session")
+def github_url(tmp_path_factory):
+    """A GitHub simulator for what a claim asks of GitHub (the cluster's identity); the
+    repositories of the tasks it claims need not exist there in token mode."""
+    data = tmp_path_factory.mktemp("github")
+    with running_simulator(SimulatorConfig(seed=sample_seed(), data_dir=data)) as (_, url):
+        yield url
+
+
 @pytest.fixture
-def config(database_url, redis_url):
-    return make_config(database_url, redis_url)
+def config(database_url, redis_url, github_url):
+    return make_config(
+        database_url,
+        redis_url,
+        github_api_url=f"{github_url}/api/v3",
+        github_token=TOKENS["cluster-bot"],
+    )
 
 
 @pytest.fixture
@@ -81,6 +99,23 @@ def admin_headers(client, admin_user):
     )
     assert answer.status_code == 200, answer.json
     return {"Authorization": f"Bearer {answer.json['token']}"}
+
+
+@pytest.fixture
+def admin_headers_for():
+    """Bearer headers of a new admin on a coordinator a test made itself."""
+
+    def make(ccc, client):
+        with ccc.database.session() as session:
+            session.add(
+                AdminUser(username="alice", password_hash=generate_password_hash(ADMIN_PASSWORD))
+            )
+        answer = client.post(
+            "/api/v1/auth/token", json={"username": "alice", "password": ADMIN_PASSWORD}
+        )
+        return {"Authorization": f"Bearer {answer.json['token']}"}
+
+    return make
 
 
 class AgentHandle:

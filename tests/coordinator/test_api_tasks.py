@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from coordinator_app.github_gateway import web_url
 from coordinator_app.models import OutboxMessage, Task, utcnow
 from coordinator_app.processor import Processor
 from coordinator_app.queues import queues_for
@@ -41,6 +42,15 @@ def test_task_from_creation_to_completion(ccc, client, admin_headers, make_agent
     assert claimed.status_code == 200, claimed.json
     assert claimed.json["state"] == "assigned" and claimed.json["agent"] == "be-1"
     assert claimed.json["budget"]["max_turns"] > 0
+    # The coordinator names the branch, and hands over the GitHub grant for it (token mode:
+    # the one token) with the identity its commits carry.
+    assert claimed.json["branch"] == "claude/issue-1-add-health-endpoint"
+    grant = claimed.json["github"]
+    assert grant["token"] == ccc.config.github_token and grant["expires_at"] is None
+    assert grant["branch"] == claimed.json["branch"] and grant["repository"] == "octo/app"
+    assert grant["author"]["name"] == "cluster-bot"
+    assert grant["author"]["email"].endswith("+cluster-bot@users.noreply.127.0.0.1")
+    web = web_url(ccc.config.github_api_url)
 
     tid = task["id"]
     for state in ("in_progress", "testing", "review"):
@@ -67,9 +77,9 @@ def test_task_from_creation_to_completion(ccc, client, admin_headers, make_agent
         f"/api/v1/tasks/{tid}/result",
         json={
             "outcome": "completed",
-            "branch": "claude/issue-1-add-health",
+            "branch": "claude/issue-1-add-health-endpoint",
             "pr_number": 4,
-            "pr_url": "http://127.0.0.1:9/octo/app/pull/4",
+            "pr_url": f"{web}/octo/app/pull/4",
             "tests": {"command": "pytest", "passed": 3, "failed": 0, "exit_code": 0},
         },
         headers=agent.headers,
@@ -93,7 +103,7 @@ def test_task_from_creation_to_completion(ccc, client, admin_headers, make_agent
             m.payload["label"] for m in session.query(OutboxMessage) if m.kind == "state_label"
         ]
     assert any("picked this up" in c for c in comments)
-    assert any("http://127.0.0.1:9/octo/app/pull/4" in c and "passed" in c for c in comments)
+    assert any(f"{web}/octo/app/pull/4" in c and "passed" in c for c in comments)
     assert labels == ["claude:queued", "claude:in-progress", "claude:review", "claude:done"]
 
 

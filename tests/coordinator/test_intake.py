@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from coordinator_app import create_app
+from coordinator_app.github_auth import TokenAuth
 from coordinator_app.github_gateway import GitHubGateway
 from coordinator_app.models import Task, WebhookDelivery
 from coordinator_app.processor import Processor
@@ -271,7 +272,7 @@ def test_github_outage_keeps_the_delivery_for_later(world):
     issue = as_user("bob").get_repo(REPO).create_issue("Add caching", body="backend")
     issue.add_to_labels("claude")
     assert sim.wait_idle(10)
-    unreachable = GitHubGateway("http://127.0.0.1:9/api/v3", "token")
+    unreachable = GitHubGateway(TokenAuth("http://127.0.0.1:9/api/v3", "token"))
     cut_off = Processor(ccc.database, ccc.config, ccc.queues, unreachable)
     cut_off.process_deliveries()
     unreachable.close()

@@ -1,0 +1,18 @@
+"""Task branches: the coordinator names each task's branch, and agents push nowhere else."""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "claude/"
+
+
+def branch_name(issue_number: int, title: str) -> str:
+    """``claude/issue-<n>-<slug>``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-") or "task"
+    return f"{PREFIX}issue-{issue_number}-{slug}"
+
+
+def is_task_branch(branch: str, issue_number: int) -> bool:
+    """Whether ``branch`` is a branch of the cluster's for this issue."""
+    return re.fullmatch(rf"{re.escape(PREFIX)}issue-{issue_number}-[a-z0-9-]+", branch) is not None
