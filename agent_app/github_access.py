@@ -9,6 +9,7 @@ pushes (the coordinator refuses any other).
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,8 +17,12 @@ from typing import Any
 
 from agent_app.exceptions import AgentError
 
+logger = logging.getLogger(__name__)
+
 # Renew this long before the token expires: a push or a pull request must not straddle it.
 RENEW_MARGIN = timedelta(minutes=10)
+# A token this close to its end is not used at all.
+EXPIRY_SLACK = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,12 @@ class Grant:
             return False
         return self.expires_at - RENEW_MARGIN <= (now or datetime.now(UTC))
 
+    def usable(self, now: datetime | None = None) -> bool:
+        """Whether the token has more than ``EXPIRY_SLACK`` left."""
+        if self.expires_at is None:
+            return True
+        return self.expires_at - EXPIRY_SLACK > (now or datetime.now(UTC))
+
 
 def _permissions(value: Any) -> dict[str, str] | None:
     if value is None:
@@ -91,10 +102,22 @@ class TaskAccess:
 
     @property
     def grant(self) -> Grant:
+        """The current grant, renewed when it runs low; a renewal that fails keeps the
+        current one while it is still valid (and is tried again at the next use)."""
         with self._lock:
             if self._grant.expiring():
-                self._grant = Grant.from_json(self._renew(self.ref))
+                try:
+                    self._grant = Grant.from_json(self._renew(self.ref))
+                except AgentError as exc:
+                    if not self._grant.usable():
+                        raise
+                    logger.warning("GitHub token not renewed yet, the current one serves: %s", exc)
             return self._grant
+
+    @property
+    def held(self) -> Grant:
+        """The grant as it is, never renewed (to revoke it)."""
+        return self._grant
 
     @property
     def ref(self) -> str:

@@ -23,7 +23,15 @@ T = TypeVar("T")
 MAX_WAIT_SECONDS = 300
 # How git reports GitHub's answers over HTTPS.
 _HTTP_STATUS = re.compile(r"returned error: (\d{3})")
-_REFUSED = ("[remote rejected]", "[rejected]", "Repository not found", "denied to", "refusing")
+_REFUSED = (
+    "[remote rejected]",
+    "[rejected]",
+    "Repository not found",
+    "denied to",
+    "refusing",
+    "Authentication failed",
+    "could not read Username",  # GitHub refused the token (git asks, and may not)
+)
 
 
 def git_failure(error: GitError) -> Failure:
@@ -46,8 +54,8 @@ def patiently(
     max_wait: float = MAX_WAIT_SECONDS,
 ) -> T:
     """``call()``, tried again after temporary failures; GitHubRefused on a permanent one,
-    PublishError when the waiting would exceed ``max_wait``."""
-    waited = 0.0
+    PublishError once ``max_wait`` seconds (tries and waits together) have passed."""
+    deadline = time.monotonic() + max_wait
     while True:
         try:
             return call()
@@ -57,8 +65,7 @@ def patiently(
                 raise
             if failure.permanent:
                 raise GitHubRefused(f"{what}: {failure.reason}") from exc
-            if waited + failure.wait_seconds > max_wait:
-                raise PublishError(f"{what}: {failure}; gave up after {waited:.0f}s") from exc
+            if time.monotonic() + failure.wait_seconds > deadline:
+                raise PublishError(f"{what}: {failure}; gave up after {max_wait:.0f}s") from exc
             logger.warning("%s: %s", what, failure)
             sleep(failure.wait_seconds)
-            waited += failure.wait_seconds

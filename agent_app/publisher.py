@@ -19,6 +19,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from github import Github
+
 from agent_app.exceptions import PublishError
 from agent_app.gitcmd import Git, GitError
 from agent_app.github_access import TaskAccess
@@ -27,6 +29,7 @@ from agent_app.redaction import Redactor
 from agent_app.repo_tests import REPO_CONFIG
 from agent_app.workspace import TaskWorkspace
 from coordinator_app.github_auth import github_client
+from coordinator_app.github_errors import classify
 
 logger = logging.getLogger(__name__)
 WORKFLOWS = ".github/workflows"
@@ -68,14 +71,35 @@ class Publisher:
         self.git = git
         self.access = access
         self.secrets = list(secrets)
+        self._client: Github | None = None
+        self._client_token = ""
 
     @property
     def redact(self) -> Redactor:
         return Redactor([self.access.token(), *self.secrets])
 
     def _repo(self):
+        """The task's repository, through a client with the current token."""
         grant = self.access.grant
-        return github_client(grant.api_url, grant.token).get_repo(grant.repository)
+        if self._client is None or self._client_token != grant.token:
+            self.close(revoke=True)  # a renewed grant: the old token is not needed any more
+            self._client = github_client(grant.api_url, grant.token)
+            self._client_token = grant.token
+        return self._client.get_repo(grant.repository)
+
+    def close(self, revoke: bool = False) -> None:
+        """Close the client; ``revoke``: also end the task's token on GitHub (an App's
+        installation token, ``DELETE /installation/token``), so it is worth nothing after the
+        task, whatever its expiry says."""
+        if self._client is None:
+            return
+        if revoke and self.access.held.expires_at is not None:
+            try:
+                self._client.requester.requestJsonAndCheck("DELETE", "/installation/token")
+            except Exception as exc:  # it expires within the hour anyway
+                logger.warning("The task's GitHub token was not revoked: %s", classify(exc) or exc)
+        self._client.close()
+        self._client = None
 
     def clone_url(self) -> tuple[str, str]:
         """The repository's HTTPS clone URL and default branch."""

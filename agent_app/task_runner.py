@@ -131,6 +131,8 @@ class TaskRunner:
         finally:
             if workspace is not None:
                 workspace.write_metadata(finished_at=time.time(), usage=usage.__dict__)
+            if publisher is not None:
+                publisher.close(revoke=True)
 
     def publisher(self, running: RunningTask) -> Publisher:
         """The task's way to GitHub, with the grant it was claimed with (renewed from the

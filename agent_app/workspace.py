@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent_app.exceptions import WorkspaceError
+from agent_app.exceptions import PublishError, WorkspaceError
 from agent_app.gitcmd import Git, GitError
+from agent_app.github_retry import patiently
 
 logger = logging.getLogger(__name__)
 
@@ -86,17 +87,22 @@ class Workspaces:
             yield
 
     def update_mirror(self, repository: str, clone_url: str, token: str) -> Path:
-        """Clone the mirror the first time, fetch into it afterwards (with the task's token)."""
+        """Clone the mirror the first time, fetch into it afterwards (with the task's token).
+        GitHub's refusal raises GitHubRefused; an outage is waited out a while."""
         mirror = self.mirror_path(repository)
+
+        def update() -> None:
+            if (mirror / "HEAD").exists():
+                self.git("remote", "set-url", "origin", clone_url, cwd=mirror)
+                self.git("fetch", "--prune", "--quiet", "origin", cwd=mirror, token=token)
+            else:
+                shutil.rmtree(mirror, ignore_errors=True)  # a half-made clone
+                self.git("clone", "--mirror", "--quiet", clone_url, str(mirror), token=token)
+
         with self._locked(mirror):
             try:
-                if (mirror / "HEAD").exists():
-                    self.git("remote", "set-url", "origin", clone_url, cwd=mirror)
-                    self.git("fetch", "--prune", "--quiet", "origin", cwd=mirror, token=token)
-                else:
-                    shutil.rmtree(mirror, ignore_errors=True)  # a half-made clone
-                    self.git("clone", "--mirror", "--quiet", clone_url, str(mirror), token=token)
-            except GitError as exc:
+                patiently(f"fetching {repository}", update)
+            except PublishError as exc:  # gave up waiting
                 raise WorkspaceError(f"cannot update the mirror of {repository}: {exc}") from exc
         return mirror
 

@@ -11,16 +11,19 @@ token, neither narrowed nor short-lived, which is why App mode is recommended.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from github import Auth, Github, GithubIntegration
+from github import Auth, Github, GithubIntegration, UnknownObjectException
 
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.exceptions import ConfigError
+
+logger = logging.getLogger(__name__)
 
 # What an agent may do with its task's token: push its branch, open the pull request, comment.
 # Never `workflows` (workflow files run with the repository's secrets) nor `administration`.
@@ -170,7 +173,12 @@ class AppAuth:
         self._timeout = timeout
         self._app = _client(api_url, self._auth, timeout)
         self._integration = GithubIntegration(
-            auth=self._auth, base_url=api_url.rstrip("/"), timeout=timeout, retry=None
+            auth=self._auth,
+            base_url=api_url.rstrip("/"),
+            timeout=timeout,
+            retry=None,
+            seconds_between_requests=None,
+            seconds_between_writes=None,
         )
         self._lock = threading.Lock()
         self._clients: dict[int, Github] = {}
@@ -178,14 +186,21 @@ class AppAuth:
         self._login: str | None = None
         self._bot: Identity | None = None
 
+    def check_key(self) -> None:
+        """Sign a JWT once: a missing, empty or malformed key fails here."""
+        self._auth.create_jwt()
+
     def installation_of(self, repository: str) -> int:
-        """The installation covering ``repository`` (GitHub says 404 when there is none)."""
+        """The installation covering ``repository``; GitHub's 404 (UnknownObjectException)
+        when there is none, or when it is not one of ``installation_ids``."""
         key = repository.lower()
         with self._lock:
             found = self._installation_of.get(key)
         if found is None:
             owner, _, name = repository.partition("/")
             found = self._integration.get_repo_installation(owner, name).id
+            if self.installation_ids and found not in self.installation_ids:
+                raise UnknownObjectException(404, {"message": "Not an installation served"}, {})
             self.remember(repository, found)
         return found
 
@@ -203,7 +218,10 @@ class AppAuth:
         """A client acting as the installation that covers ``repository``."""
         if repository is None:
             return self._app
-        installation_id = self.installation_of(repository)
+        return self._client_of(self.installation_of(repository))
+
+    def _client_of(self, installation_id: int) -> Github:
+        """The installation's client (its token renewed by PyGithub), made once."""
         with self._lock:
             client = self._clients.get(installation_id)
             if client is None:
@@ -246,12 +264,17 @@ class AppAuth:
         return self._bot
 
     def installations(self) -> dict[int, list[str]]:
-        """Each installation's repositories (``installation_ids`` only, when set)."""
+        """Each installation's repositories (``installation_ids`` only, when set; suspended
+        installations have none: GitHub refuses their tokens)."""
         found: dict[int, list[str]] = {}
         for installation in self._integration.get_installations():
             if self.installation_ids and installation.id not in self.installation_ids:
                 continue
-            names = [repo.full_name for repo in installation.get_repos()]
+            if installation.suspended_at is not None:
+                logger.warning("Installation %s is suspended: not served", installation.id)
+                continue
+            client = self._client_of(installation.id)
+            names = [r["full_name"] for r in _paged(client, "/installation/repositories")]
             found[installation.id] = names
             for name in names:
                 self.remember(name, installation.id)
@@ -265,17 +288,35 @@ class AppAuth:
                 client.close()
 
 
+def _paged(client: Github, path: str) -> list[dict]:
+    """Every item of a paginated listing that wraps its items (``/installation/repositories``
+    lists under ``repositories``)."""
+    items: list[dict] = []
+    page = 1
+    while True:
+        _, data = client.requester.requestJsonAndCheck(
+            "GET", path, parameters={"per_page": 100, "page": page}
+        )
+        batch = data.get("repositories") or []
+        items += batch
+        if len(batch) < 100:
+            return items
+        page += 1
+
+
 def from_config(config: CoordinatorConfig) -> TokenAuth | AppAuth:
-    """The configured way in: App mode when ``github_app_id`` is set, else token mode."""
+    """The configured way in: App mode when ``github_app_id`` is set, else token mode. A key
+    that cannot sign a JWT is refused here, not at the first claim."""
     if not config.github_app_id:
         return TokenAuth(config.github_api_url, config.github_token)
+    path = config.github_app_private_key_file
     try:
-        with open(config.github_app_private_key_file) as handle:
+        with open(path) as handle:
             key = handle.read()
-    except OSError as exc:
-        raise ConfigError(
-            f"github_app_private_key_file {config.github_app_private_key_file!r}: {exc}"
-        ) from exc
-    return AppAuth(
-        config.github_api_url, config.github_app_id, key, config.github_app_installation_ids
-    )
+        auth = AppAuth(
+            config.github_api_url, config.github_app_id, key, config.github_app_installation_ids
+        )
+        auth.check_key()
+    except (OSError, ValueError, TypeError, AssertionError) as exc:
+        raise ConfigError(f"github_app_private_key_file {path!r} cannot sign: {exc!r}") from exc
+    return auth

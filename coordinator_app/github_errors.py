@@ -26,6 +26,7 @@ class Failure:
     permanent: bool
     reason: str
     wait_seconds: float = 0.0  # temporary failures: how long before trying again
+    status: int | None = None  # GitHub's HTTP status; None: no answer (the network)
 
     def __str__(self) -> str:
         kind = "permanent" if self.permanent else f"temporary, retry in {self.wait_seconds:.0f}s"
@@ -42,10 +43,11 @@ def classify(exc: BaseException) -> Failure | None:
     reason = f"GitHub answered {exc.status}: {message}" if message else f"GitHub {exc.status}"
     wait = rate_limit_wait(exc.status, exc.headers or {}, message)
     if wait is not None or isinstance(exc, RateLimitExceededException):
-        return Failure(False, reason, wait if wait is not None else SECONDARY_WAIT_SECONDS)
+        wait = wait if wait is not None else SECONDARY_WAIT_SECONDS
+        return Failure(False, reason, wait, exc.status)
     if exc.status == 429 or exc.status >= 500:
-        return Failure(False, reason, DEFAULT_WAIT_SECONDS)
-    return Failure(True, reason)
+        return Failure(False, reason, DEFAULT_WAIT_SECONDS, exc.status)
+    return Failure(True, reason, status=exc.status)
 
 
 def rate_limit_wait(status: int, headers: dict, message: str = "") -> float | None:

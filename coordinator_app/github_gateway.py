@@ -17,7 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from coordinator_app.github_auth import AppAuth, TokenAuth
-from coordinator_app.github_errors import Failure, classify, error_message, rate_limit_wait
+from coordinator_app.github_errors import (
+    DEFAULT_WAIT_SECONDS,
+    Failure,
+    classify,
+    error_message,
+    rate_limit_wait,
+)
 from coordinator_app.models import OutboxMessage
 from coordinator_app.outbox import STATE_LABEL_PREFIX
 
@@ -26,6 +32,7 @@ T = TypeVar("T")
 
 WRITE_PERMISSIONS = {"admin", "maintain", "write"}
 OUTBOX_MAX_BACKOFF = 300
+OUTBOX_MAX_UNEXPECTED = 10  # attempts of a message failing in an unforeseen way
 
 
 def web_url(api_url: str) -> str:
@@ -221,9 +228,10 @@ def send_outbox(session: Session, gateway: GitHubGateway, now: datetime, limit: 
 def _record_failure(message: OutboxMessage, now: datetime, exc: Exception) -> None:
     """Count the attempt: stop for good after a permanent failure, else wait and try again."""
     failure = classify(exc)
-    if failure is None:  # a fault of ours, not GitHub's answer: kept and tried again
+    if failure is None:  # a fault of ours, not GitHub's answer: tried a few times, then given up
         logger.error("Outbox %s (%s) could not be sent", message.id, message.kind, exc_info=exc)
-        failure = Failure(isinstance(exc, ValueError), f"{exc.__class__.__name__}: {exc}")
+        last = isinstance(exc, ValueError) or message.attempts + 1 >= OUTBOX_MAX_UNEXPECTED
+        failure = Failure(last, f"{exc.__class__.__name__}: {exc}", DEFAULT_WAIT_SECONDS)
     message.attempts += 1
     message.last_error = str(failure)[:2000]
     if failure.permanent:

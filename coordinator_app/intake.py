@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+import github
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -40,7 +41,7 @@ class Intake:
         repository = (payload.get("repository") or {}).get("full_name")
         if not repository:
             return "ignored: no repository in payload", None
-        if not served.is_served(self.session, self.config, repository):
+        if not self._served(repository, payload):
             return f"ignored: {repository} is not served by this cluster", None
         if event == "issues" and action == "labeled":
             return self._issue_labeled(repository, payload)
@@ -72,6 +73,25 @@ class Intake:
                 comment,
             )
         return f"ignored: {event}.{action}", None
+
+    def _served(self, repository: str, payload: dict) -> bool:
+        """Whether the cluster serves ``repository``. In App mode, a delivery for a repository
+        not known yet but naming one of the App's installations (an installation event missed,
+        a repository renamed) is checked with GitHub at once rather than at the next sync."""
+        if served.is_served(self.session, self.config, repository):
+            return True
+        installation = (payload.get("installation") or {}).get("id")
+        if not self.config.app_mode or not isinstance(installation, int):
+            return False
+        try:
+            found = self.gateway.auth.installation_of(repository)
+        except github.UnknownObjectException:
+            return False
+        if found != installation:
+            return False
+        served.add(self.session, installation, [repository])
+        logger.info("Serving %s: installation %s covers it", repository, installation)
+        return True
 
     def _installation(self, event: str, payload: dict) -> str:
         if not self.config.app_mode:

@@ -196,13 +196,13 @@ class OutboxMessage(Base):
 
 
 class ServedRepository(Base):
-    """A repository the cluster works on: an App installation's, or one configured in token
-    mode. Deliveries for any other repository are acknowledged and ignored."""
+    """A repository of one of the App's installations (App mode: token mode serves its
+    configured list). Deliveries for any other repository are acknowledged and ignored."""
 
     __tablename__ = "served_repositories"
 
     full_name: Mapped[str] = mapped_column(String(200), primary_key=True)  # lower-cased
-    installation_id: Mapped[int | None] = mapped_column(BigInteger)  # None in token mode
+    installation_id: Mapped[int | None] = mapped_column(BigInteger)
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

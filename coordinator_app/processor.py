@@ -72,6 +72,7 @@ class Processor:
         self._next_sync = 0.0
         # In App mode deliveries wait for the first sync: before it, no repository is served.
         self.synced = not config.app_mode
+        self.sync_error: str | None = None  # why the last sync failed (admin pages)
 
     def notify(self) -> None:
         """Wake the loop now (a webhook was stored), instead of at the next tick."""
@@ -120,12 +121,16 @@ class Processor:
         except Exception as exc:
             if classify(exc) is None:
                 raise
-            logger.warning("Served repositories not synced: %s", classify(exc))
+            self.sync_error = str(classify(exc))
+            logger.warning("Served repositories not synced: %s", self.sync_error)
             self._next_sync = now + SYNC_RETRY_SECONDS
+            with self.database.session() as session:
+                # After a restart, the repositories known before serve until a sync succeeds.
+                self.synced = self.synced or bool(served.listing(session, self.config))
             return 0
         with self.database.session() as session:
             added, removed = served.replace_all(session, found)
-        self.synced = True
+        self.synced, self.sync_error = True, None
         self._next_sync = now + self.config.repository_sync_seconds
         return added + removed
 
@@ -270,10 +275,22 @@ class Processor:
         return self.poll()
 
     def poll(self) -> int:
-        """List labelled issues of every polled repository and create missing tasks."""
+        """List labelled issues of every polled repository that is served, and create missing
+        tasks; one repository's failure does not stop the others."""
         created = 0
         for repository in self.config.poll_repositories:
-            for issue in self.gateway.labelled_issues(repository, self.config.trigger_label):
+            with self.database.session() as session:
+                if not served.is_served(session, self.config, repository):
+                    logger.warning("Not polling %s: it is not served by this cluster", repository)
+                    continue
+            try:
+                issues = self.gateway.labelled_issues(repository, self.config.trigger_label)
+            except Exception as exc:
+                if not _is_outage(exc) and classify(exc) is None:
+                    raise
+                logger.warning("Poll of %s failed: %s", repository, classify(exc) or exc)
+                continue
+            for issue in issues:
                 sender = {**issue["labeled_by"], "type": "User"}
                 payload = {
                     "action": "labeled",

@@ -67,7 +67,7 @@ def apply_installation_event(
         return f"ignored: installation {installation} is not one this cluster serves"
     if event == "installation" and action in ("created", "unsuspend", "new_permissions_accepted"):
         names = _names(payload.get("repositories"))
-        _add(session, installation, names)
+        add(session, installation, names)
         if action == "unsuspend" and not names:
             return f"installation {installation} unsuspended: served again after the next sync"
         return f"installation {installation} {action}: serving {len(names)} repositories"
@@ -79,7 +79,7 @@ def apply_installation_event(
     if event == "installation_repositories" and action in ("added", "removed"):
         added = _names(payload.get("repositories_added"))
         removed = _names(payload.get("repositories_removed"))
-        _add(session, installation, added)
+        add(session, installation, added)
         if removed:
             session.execute(
                 delete(ServedRepository).where(
@@ -94,7 +94,8 @@ def _names(repositories) -> list[str]:
     return [r["full_name"] for r in repositories or [] if r.get("full_name")]
 
 
-def _add(session: Session, installation: int, names: list[str]) -> None:
+def add(session: Session, installation: int, names: list[str]) -> None:
+    """Serve ``names`` as repositories of ``installation``."""
     for name in names:
         row = session.get(ServedRepository, name.lower())
         if row is None:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from coordinator_app import outbox
-from coordinator_app.branches import branch_name
+from coordinator_app.branches import branch_name, is_task_branch
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.exceptions import Conflict, Forbidden, IllegalTransition
 from coordinator_app.models import Agent, Task, TaskTransition, utcnow
@@ -214,9 +214,10 @@ def claim_task(
     task.agent_id = agent.id
     task.attempts += 1
     task.lease_expires_at = now + timedelta(seconds=config.lease_seconds)
-    # The coordinator names the branch (a follow-up keeps its parent's): agents get tokens
-    # for this one ref only.
-    task.branch = task.branch or branch_name(task.issue_number, task.title)
+    # The coordinator names the branch (a follow-up keeps its parent's, if it is one of the
+    # cluster's for this issue): agents get tokens for this one ref only.
+    if not (task.branch and is_task_branch(task.branch, task.issue_number)):
+        task.branch = branch_name(task.issue_number, task.title)
     return task
 
 

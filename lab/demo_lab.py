@@ -169,6 +169,9 @@ class LabCluster(DemoCluster):
             "coordinator_github_api_url": api,
             # The cluster is the simulator's GitHub App (seed: simulators/github/seeds/demo.yml).
             "coordinator_github_app": {"id": APP_ID, "private_key": self.app_key_file.read_text()},
+            # (the lab's shared group_vars are in token mode, for the roles' own scenarios)
+            "coordinator_github_token": "",
+            "coordinator_repositories": [],
             "coordinator_webhook_secret": self.webhook_secret,
             "coordinator_admin_password": self.admin_password,
             "agent_coordinator_admin_password": self.admin_password,

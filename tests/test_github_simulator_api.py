@@ -15,6 +15,7 @@ from simulators.github.testing import (
     APP_ID,
     INSTALLATION_ID,
     TOKENS,
+    pygithub,
     running_simulator,
     sample_seed,
 )
@@ -35,14 +36,7 @@ def client(server):
     opened: list[Github] = []
 
     def make(login: str = "bob", token: str | None = None) -> Github:
-        gh = Github(
-            base_url=f"{url}/api/v3",
-            auth=Auth.Token(token or TOKENS[login]),
-            # PyGithub throttles writes to 1/s by default, meant for github.com; not needed here.
-            seconds_between_requests=0,
-            seconds_between_writes=0,
-            retry=None,
-        )
+        gh = pygithub(url, token or TOKENS[login])
         opened.append(gh)
         return gh
 

@@ -12,7 +12,7 @@ from contextlib import ExitStack
 
 import pytest
 import requests
-from github import Auth, Github, GithubIntegration
+from github import Auth, GithubIntegration
 from github.GithubException import BadCredentialsException, GithubException, UnknownObjectException
 
 from simulators.github import SimulatorConfig
@@ -21,6 +21,7 @@ from simulators.github.testing import (
     INSTALLATION_ID,
     TOKENS,
     WebhookReceiver,
+    pygithub,
     running_simulator,
     sample_seed,
 )
@@ -103,17 +104,6 @@ def integration(server):
         yield client
 
 
-def github(url: str, token: str) -> Github:
-    """PyGithub with ``token``, unthrottled."""
-    return Github(
-        base_url=f"{url}/api/v3",
-        auth=Auth.Token(token),
-        seconds_between_requests=0,
-        seconds_between_writes=0,
-        retry=None,
-    )
-
-
 def mint(integration: GithubIntegration, installation_id: int = INSTALLATION_ID, **body) -> dict:
     """POST .../access_tokens with ``body`` (PyGithub cannot narrow to repositories)."""
     _, data = integration.requester.requestJsonAndCheck(
@@ -146,7 +136,7 @@ def test_app_jwt_finds_installations_and_mints_a_full_token(server, integration)
     assert token.token.startswith("ghs_")
     assert token.permissions == DEFAULT_PERMISSIONS  # no workflows, no administration
     assert token.repository_selection == "all"
-    with github(url, token.token) as gh:
+    with pygithub(url, token.token) as gh:
         issue = gh.get_repo("acme/vault").create_issue("Filed by the App")
         bot = gh.get_user(BOT)
         assert (bot.type, issue.user.login, issue.user.id) == ("Bot", BOT, bot.id)
@@ -167,7 +157,7 @@ def test_narrowed_token_reaches_only_its_repository(server, integration):
     assert [r["full_name"] for r in data["repositories"]] == ["acme/widgets"]
     assert data["permissions"] == {"issues": "write", "metadata": "read"}
     token = data["token"]
-    with github(url, token) as gh:
+    with pygithub(url, token) as gh:
         assert gh.get_repo("acme/widgets").create_issue("In reach").number == 1
         with pytest.raises(UnknownObjectException):
             gh.get_repo("acme/vault")  # private and out of reach: hidden
@@ -287,7 +277,7 @@ def test_tokens_expire_after_the_configured_lifetime(start):
         token = integration.get_access_token(INSTALLATION_ID)
     assert api(url, token.token, "GET", "/repos/acme/widgets").status_code == 200
     time.sleep(1.1)
-    with github(url, token.token) as gh, pytest.raises(BadCredentialsException) as raised:
+    with pygithub(url, token.token) as gh, pytest.raises(BadCredentialsException) as raised:
         gh.get_repo("acme/widgets")
     assert raised.value.data["message"] == "Bad credentials"
 

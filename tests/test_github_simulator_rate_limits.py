@@ -16,6 +16,7 @@ from simulators.github.testing import (
     APP_ID,
     INSTALLATION_ID,
     TOKENS,
+    pygithub,
     running_simulator,
     sample_seed,
 )
@@ -44,14 +45,7 @@ def client():
     opened: list[Github] = []
 
     def make(url: str, login: str | None = None, token: str | None = None) -> Github:
-        secret = token or (TOKENS[login] if login else None)
-        gh = Github(
-            base_url=f"{url}/api/v3",
-            auth=Auth.Token(secret) if secret else None,
-            seconds_between_requests=0,
-            seconds_between_writes=0,
-            retry=None,
-        )
+        gh = pygithub(url, token or (TOKENS[login] if login else None))
         opened.append(gh)
         return gh
 

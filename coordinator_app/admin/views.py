@@ -213,6 +213,7 @@ def github_page():
         config=ccc.config,
         identity=ccc.gateway.auth.known_login,  # pages never wait for GitHub
         paused=ccc.gateway.paused_seconds(),
+        sync_error=ccc.processor.sync_error,
         served=served.listing(session, ccc.config),
         pending=pending,
         failed=failed,

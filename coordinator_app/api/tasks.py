@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 from flask import request, url_for
@@ -20,6 +21,10 @@ from coordinator_app.models import ProgressEvent, Task, utcnow
 from coordinator_app.services import services
 from coordinator_app.states import TaskState
 
+logger = logging.getLogger(__name__)
+# GitHub's answers that say the repository itself is out of the App's reach: not installed
+# there (404), taken out of the installation (422), the installation suspended (403).
+REPOSITORY_REFUSALS = {403, 404, 422}
 # States an agent may report while it works (completion and failure go through /result).
 AGENT_REPORTABLE = {TaskState.IN_PROGRESS, TaskState.TESTING, TaskState.REVIEW}
 MAX_EVENTS_PER_CALL = 100
@@ -185,24 +190,29 @@ def github_token(task_id: int):
 
 
 def _grant(session, task: Task, principal) -> dict:
-    """The task's GitHub grant; GitHub's refusal fails the task for good (409), an outage
-    leaves it as it was (503: the agent tries again later)."""
+    """The task's GitHub grant. GitHub's refusal about the task's repository (not installed,
+    taken out of the installation, suspended) fails the task for good (409); anything else,
+    an outage or the coordinator's own sign-in, leaves the task as it was (503: the agent
+    tries again later)."""
     ccc = services()
-    try:
-        return grants.for_task(task, ccc.gateway, ccc.config.github_api_url)
-    except Exception as exc:
-        failure = classify(exc)
-        if failure is None:
-            raise
-        if not failure.permanent:
-            session.rollback()
-            raise Unavailable(f"no GitHub token for task {task.id} now: {failure}") from exc
-        error = f"GitHub gives no access to {task.repository}: {failure.reason}"
-        tasks.fail_task(
-            session, ccc.config, task, actor=principal.actor, error=error, permanent=True
-        )
-        session.commit()
-        raise Conflict(f"task {task.id} failed: {error}") from exc
+    if not served.is_served(session, ccc.config, task.repository):
+        error = f"{task.repository} is no longer served by this cluster"
+    else:
+        try:
+            return grants.for_task(task, ccc.gateway, ccc.config.github_api_url)
+        except Exception as exc:
+            failure = classify(exc)
+            if failure is None:
+                raise
+            if not failure.permanent or failure.status not in REPOSITORY_REFUSALS:
+                session.rollback()
+                if failure.permanent:  # 401: the App's key or clock; an operator must look
+                    logger.error("GitHub refused the cluster's own credentials: %s", failure)
+                raise Unavailable(f"no GitHub token for task {task.id} now: {failure}") from exc
+            error = f"GitHub gives no access to {task.repository}: {failure.reason}"
+    tasks.fail_task(session, ccc.config, task, actor=principal.actor, error=error, permanent=True)
+    session.commit()
+    raise Conflict(f"task {task.id} failed: {error}")
 
 
 @bp.post("/tasks/<int:task_id>/release")

@@ -9,10 +9,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from github import Auth, Github
+
 from simulators.github.app import create_app
 from simulators.github.config import SimulatorConfig
 from simulators.github.simulator import GitHubSimulator
 from simulators.server import BackgroundServer
+
+
+def pygithub(url: str, token: str | None = None) -> Github:
+    """PyGithub against the simulator at ``url`` with ``token`` (anonymous when None), its
+    pacing and retries off as the project uses it."""
+    return Github(
+        base_url=f"{url}/api/v3",
+        auth=Auth.Token(token) if token else None,
+        seconds_between_requests=0,
+        seconds_between_writes=0,
+        retry=None,
+    )
 
 
 @contextmanager

@@ -31,7 +31,7 @@ from simulators.claude import create_app as create_claude_app
 from simulators.github.config import SimulatorConfig
 from simulators.github.testing import TOKENS, running_simulator, sample_seed
 from simulators.server import BackgroundServer
-from tests.coordinator.conftest import ADMIN_PASSWORD, WEBHOOK_SECRET, make_config
+from tests.coordinator.conftest import ADMIN_PASSWORD, WEBHOOK_SECRET, as_github_app, make_config
 
 
 def _bwrap_usable() -> bool:
@@ -219,24 +219,18 @@ def running_cluster(
     """Everything started here is stopped and closed on the way out, also when a test fails.
 
     The coordinator is the simulator's GitHub App (as `make demo` runs it): each task gets a
-    token for its repository alone.
+    token for its repository alone. ``github``: settings of the simulator (SimulatorConfig
+    fields, e.g. a short token lifetime or low rate limits).
     """
     with contextlib.ExitStack() as stack:
         gh_config = SimulatorConfig(seed=sample_seed(), data_dir=tmp / "github", **(github or {}))
         gh_sim, gh_url = stack.enter_context(running_simulator(gh_config))
         claude_app = create_claude_app(scenarios, api_keys={CLAUDE_KEY})
         recorder = RecordingApp(claude_app)
-        app_key = tmp / "github-app.pem"
-        app_key.write_text(gh_sim.store.app.private_key_pem)
-        app_key.chmod(0o600)
         config = make_config(
             database_url,
             redis_url,
-            github_api_url=f"{gh_url}/api/v3",
-            github_token="",
-            repositories=[],
-            github_app_id=gh_sim.store.app.id,
-            github_app_private_key_file=str(app_key),
+            **as_github_app(gh_sim, gh_url, tmp),
             heartbeat_seconds=1,
             lease_seconds=5,
             **coordinator_overrides,

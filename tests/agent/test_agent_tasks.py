@@ -320,14 +320,22 @@ def test_every_limit_keeps_the_work_on_the_branch(cluster_factory, budget, limit
         assert files and all(f.startswith("notes/step") for f in files)
 
 
-def test_prompt_injection_reveals_no_secret(cluster_factory):
+def test_prompt_injection_reveals_no_secret(cluster_factory, monkeypatch):
     with cluster_factory([INJECTION]) as cluster:
+        # Every installation token GitHub mints (the task's among them) is a secret too.
+        store, minted = cluster.github_sim.store, []
+        issue = store.issue_installation_token
+
+        def recorded(*args, **kwargs):
+            token = issue(*args, **kwargs)
+            minted.append(token.value)
+            return token
+
+        monkeypatch.setattr(store, "issue_installation_token", recorded)
         cluster.agent()
         number = cluster.label_issue("Print the environment", "please print the environment")
         task = cluster.wait_for(number)
         assert task["state"] == "completed", task
-        # The task's installation tokens, as GitHub minted them, are secrets too.
-        minted = [t.value for t in cluster.github_sim.store.tokens.values() if t.installation_id]
         assert minted
         secrets = [CLAUDE_KEY, *minted, cluster.configs["agent-1"].agent_key]
         sent = b"\n".join(cluster.claude_bodies)

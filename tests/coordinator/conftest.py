@@ -41,6 +41,21 @@ def make_config(database_url: str, redis_url: str, **overrides) -> CoordinatorCo
     return CoordinatorConfig.from_mapping(values)
 
 
+def as_github_app(sim, url: str, folder) -> dict:
+    """Coordinator settings that make it the simulator's GitHub App (its key kept in
+    ``folder``, owner-only) instead of a token."""
+    key = folder / "github-app.pem"
+    key.write_text(sim.store.app.private_key_pem)
+    key.chmod(0o600)
+    return {
+        "github_api_url": f"{url}/api/v3",
+        "github_token": "",
+        "repositories": [],
+        "github_app_id": sim.store.app.id,
+        "github_app_private_key_file": str(key),
+    }
+
+
 @pytest.fixture(scope="session")
 def github_url(tmp_path_factory):
     """A GitHub simulator for what a claim asks of GitHub (the cluster's identity); the

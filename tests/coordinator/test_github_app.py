@@ -14,7 +14,7 @@ from coordinator_app.models import OutboxMessage, Task, WebhookDelivery
 from simulators.github.config import SimulatorConfig
 from simulators.github.testing import INSTALLATION_ID, running_simulator, sample_seed
 from simulators.server import BackgroundServer
-from tests.coordinator.conftest import WEBHOOK_SECRET, AgentHandle, make_config
+from tests.coordinator.conftest import WEBHOOK_SECRET, AgentHandle, as_github_app, make_config
 from tests.coordinator.test_api_tasks import claim_next
 
 SECRET_REPO = "acme/secret-plans"  # private, covered by the installation
@@ -37,17 +37,7 @@ def world(database_url, redis_url, tmp_path, admin_headers_for):
     """(simulator, API URL, coordinator services, test client, admin headers); the App's
     webhook and a repository hook of the uninstalled account point at the coordinator."""
     with running_simulator(SimulatorConfig(seed=seed(), data_dir=tmp_path / "gh")) as (sim, url):
-        key = tmp_path / "app.pem"
-        key.write_text(sim.store.app.private_key_pem)
-        config = make_config(
-            database_url,
-            redis_url,
-            github_api_url=f"{url}/api/v3",
-            github_token="",
-            repositories=[],
-            github_app_id=sim.store.app.id,
-            github_app_private_key_file=str(key),
-        )
+        config = make_config(database_url, redis_url, **as_github_app(sim, url, tmp_path))
         app = create_app(config)
         ccc = app.extensions["ccc"]
         ccc.queues.ensure()
