@@ -127,7 +127,8 @@ class Intake:
         self, repository: str, issue: dict, sender: dict, why: str
     ) -> tuple[str, Task | None]:
         number, login = issue["number"], sender["login"]
-        if tasks.live_task(self.session, repository, number):
+        holder = tasks.live_task(self.session, repository, number)
+        if holder is not None and holder.state != TaskState.FAILED.value:
             return f"duplicate: #{number} already has a live task", None
         if not self._may_trigger(repository, login):
             outbox.comment(
@@ -139,6 +140,17 @@ class Intake:
                 f"can add the `{self.config.trigger_label}` label.",
             )
             return f"refused: {login} may not trigger work", None
+        if holder is not None:  # failed and awaiting its retry: a new trigger retries it now
+            tasks.retry(
+                self.session, holder, actor=f"github:{login}", reason=f"re-triggered: {why}"
+            )
+            outbox.comment(
+                self.session,
+                repository,
+                number,
+                f"Retrying now, as @{login} asked (attempt {holder.attempts + 1}).",
+            )
+            return f"retried task {holder.id}", holder
         task = tasks.create_task(
             self.session,
             self.config,

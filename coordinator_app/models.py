@@ -21,6 +21,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from coordinator_app.states import LIVE_STATES, TaskKind, TaskState
 
+# The tasks that hold their issue (tasks.live_task says the same in SQLAlchemy's terms).
+LIVE_TASK_PREDICATE = (
+    "state IN ("
+    + ", ".join(f"'{s.value}'" for s in sorted(LIVE_STATES))
+    + f") OR (state = '{TaskState.FAILED.value}' AND retry_at IS NOT NULL)"
+)
+
 
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC (every stored timestamp is)."""
@@ -82,15 +89,13 @@ class Task(Base):
 
     __table_args__ = (
         # One live task per issue, enforced by the database: concurrent duplicate webhooks race
-        # to insert and exactly one wins.
+        # to insert and exactly one wins. A failed task awaiting its retry is live too.
         Index(
             "uq_tasks_one_live_per_issue",
             "repository",
             "issue_number",
             unique=True,
-            postgresql_where=text(
-                "state IN (" + ", ".join(f"'{s.value}'" for s in sorted(LIVE_STATES)) + ")"
-            ),
+            postgresql_where=text(LIVE_TASK_PREDICATE),
         ),
         Index("ix_tasks_state", "state"),
         Index("ix_tasks_agent_id", "agent_id"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -70,12 +70,16 @@ def transition(
 
 
 def live_task(session: Session, repository: str, issue_number: int) -> Task | None:
-    """The issue's task that is not yet completed, failed or cancelled, if any."""
+    """The issue's task that still holds it: not completed, cancelled or failed for good (a
+    failed task awaiting its retry holds it: a second task would race it)."""
     return session.scalar(
         select(Task).where(
             Task.repository == repository,
             Task.issue_number == issue_number,
-            Task.state.in_([s.value for s in LIVE_STATES]),
+            or_(
+                Task.state.in_([s.value for s in LIVE_STATES]),
+                and_(Task.state == TaskState.FAILED.value, Task.retry_at.is_not(None)),
+            ),
         )
     )
 
@@ -101,7 +105,9 @@ def create_task(
     """
     if live_task(session, repository, issue_number) is not None:
         return None
+    now = utcnow()  # set now, not at the flush: the next transitions are stamped before it
     task = Task(
+        created_at=now,
         kind=kind.value,
         repository=repository,
         issue_number=issue_number,
@@ -130,6 +136,7 @@ def create_task(
             to_state=TaskState.PENDING.value,
             actor=f"github:{requested_by}",
             reason=reason,
+            at=now,
         )
     )
     outbox.set_state_label(session, repository, issue_number, STATE_LABELS[TaskState.PENDING])
@@ -303,23 +310,37 @@ def fail_task(
 
 
 def retry_due(session: Session, now: datetime) -> list[Task]:
-    """Queue failed tasks whose retry time has come."""
+    """Queue failed tasks whose retry time has come, each in a savepoint of its own: one that
+    cannot be retried is logged and left, and never holds the others back."""
     due = session.scalars(
         select(Task)
         .where(Task.state == TaskState.FAILED.value, Task.retry_at <= now)
         .with_for_update(skip_locked=True)
     ).all()
+    retried = []
     for task in due:
-        task.retry_at = None
-        transition(
-            session,
-            task,
-            TaskState.QUEUED,
-            actor="system",
-            reason=f"retry {task.attempts + 1}",
-            now=now,
+        try:
+            with session.begin_nested():
+                retry(session, task, actor="system", reason=f"retry {task.attempts + 1}", now=now)
+        except (IntegrityError, Conflict) as exc:
+            logger.error("Task %s: retry refused: %s", task.id, exc)
+            continue
+        retried.append(task)
+    return retried
+
+
+def retry(
+    session: Session, task: Task, *, actor: str, reason: str, now: datetime | None = None
+) -> None:
+    """Queue a failed task again (its retry time, an admin, a new trigger); Conflict when
+    another task holds the issue now."""
+    holder = live_task(session, task.repository, task.issue_number)
+    if holder is not None and holder.id != task.id:
+        raise Conflict(
+            f"task {holder.id} is already working on {task.repository}#{task.issue_number}"
         )
-    return list(due)
+    task.retry_at = None
+    transition(session, task, TaskState.QUEUED, actor=actor, reason=reason, now=now)
 
 
 def cancel_task(session: Session, task: Task, *, actor: str, reason: str) -> None:

@@ -154,10 +154,7 @@ def task_action(task_id: int, action: str):
         if action == "cancel":
             tasks.cancel_task(session, task, actor=actor, reason="cancelled in the admin pages")
         else:
-            task.retry_at = None
-            tasks.transition(
-                session, task, TaskState.QUEUED, actor=actor, reason="retried in the admin pages"
-            )
+            tasks.retry(session, task, actor=actor, reason="retried in the admin pages")
         audit.record(session, actor, f"task.{action}", str(task.id))
         session.commit()
         services().processor.notify()

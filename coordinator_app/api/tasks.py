@@ -138,8 +138,7 @@ def retry_task(task_id: int):
     task = _task_or_404(task_id, lock=True)
     session = get_session()
     actor = current_principal().actor
-    task.retry_at = None
-    tasks.transition(session, task, TaskState.QUEUED, actor=actor, reason="retried by an admin")
+    tasks.retry(session, task, actor=actor, reason="retried by an admin")
     audit.record(session, actor, "task.retry", str(task.id))
     session.commit()
     services().processor.notify()

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import logging
+from urllib.parse import parse_qs
 
 from flask import Blueprint, request
 from sqlalchemy.dialects.postgresql import insert
@@ -19,6 +20,8 @@ from coordinator_app.services import services
 logger = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
 
+# GitHub's own cap on webhook payloads: more than this of a body too large is not even read.
+DRAIN_BYTES = 25 * 2**20
 # Events the intake acts on; others are acknowledged (202) and not stored.
 HANDLED_EVENTS = {
     "ping",
@@ -41,12 +44,38 @@ def signature_valid(secret: str, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(expected, header.removeprefix("sha256="))
 
 
+def _json_of(body: bytes) -> bytes | str:
+    """The delivery's JSON: the body itself, or its ``payload`` field when the webhook's
+    content type is ``application/x-www-form-urlencoded`` (the default of GitHub's form).
+    The signature covers the body as sent, so it is checked before this."""
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return body
+    return parse_qs(body.decode(), strict_parsing=True, max_num_fields=10)["payload"][0]
+
+
+def _too_large(limit: int):
+    """413, readable: the body is read (up to ``DRAIN_BYTES``) and dropped first, since a
+    client that does not wait for `100 Continue` is still sending, and closing on it would
+    reset the connection before it reads the answer."""
+    stream = request.environ["wsgi.input"]
+    left = min(request.content_length or 0, DRAIN_BYTES)
+    while left > 0:
+        chunk = stream.read(min(left, 64 * 1024))
+        if not chunk:
+            break
+        left -= len(chunk)
+    return error_response(413, f"payload larger than {limit} bytes", code="too_large")
+
+
 @bp.post("/webhooks/github")
 def github_webhook():
     """Receive one GitHub delivery."""
     ccc = services()
     ratelimit.check(ccc.redis, "webhook", ccc.config.webhook_rate_per_minute)
-    body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH Flask answers 413 first
+    limit = ccc.config.max_webhook_bytes
+    if (request.content_length or 0) > limit:
+        return _too_large(limit)
+    body = request.get_data(cache=False)  # a chunked body over the limit: Flask answers 413
     if not signature_valid(
         ccc.config.webhook_secret, body, request.headers.get("X-Hub-Signature-256")
     ):
@@ -57,9 +86,11 @@ def github_webhook():
     if not event or not delivery_id or len(delivery_id) > 64:
         return error_response(400, "X-GitHub-Event and X-GitHub-Delivery headers are required")
     try:
-        payload = json.loads(body)
+        payload = json.loads(_json_of(body))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return error_response(400, f"malformed JSON: {exc}")
+    except KeyError:
+        return error_response(400, "a form-encoded delivery needs its payload field")
     if not isinstance(payload, dict):
         return error_response(400, "malformed payload: expected a JSON object")
     if event not in HANDLED_EVENTS:

@@ -96,6 +96,8 @@ def test_task_from_creation_to_completion(ccc, client, admin_headers, make_agent
         "review",
         "completed",
     ]
+    stamps = [h["at"] for h in detail["history"]]
+    assert stamps == sorted(stamps)  # the history reads in commit order, times too
     assert abs(detail["cost_usd"] - 0.009) < 1e-9
     with ccc.database.session() as session:
         comments = [m.payload["body"] for m in session.query(OutboxMessage) if m.kind == "comment"]

@@ -4,6 +4,7 @@ coordinator, which creates, refuses, follows up and cancels through the real PyG
 from __future__ import annotations
 
 import subprocess
+from datetime import timedelta
 
 import github
 import pytest
@@ -12,8 +13,10 @@ from sqlalchemy import select
 from coordinator_app import create_app
 from coordinator_app.github_auth import TokenAuth
 from coordinator_app.github_gateway import GitHubGateway
-from coordinator_app.models import Task, WebhookDelivery
+from coordinator_app.models import Task, WebhookDelivery, utcnow
 from coordinator_app.processor import Processor
+from coordinator_app.states import TaskState
+from coordinator_app.tasks import fail_task, transition
 from simulators.github.config import SimulatorConfig
 from simulators.github.testing import TOKENS, running_simulator, sample_seed
 from simulators.server import BackgroundServer
@@ -306,3 +309,40 @@ def test_malformed_event_is_recorded_as_failed(world):
     with ccc.database.session() as session:
         failed = session.get(WebhookDelivery, "broken-1")
     assert failed.status == "failed" and failed.outcome == "error: 'issue'"
+
+
+def fail_for_retry(ccc, task_id: int, retry_in: timedelta) -> None:
+    """What an agent's failed run leaves: the task failed, its retry scheduled."""
+    with ccc.database.session() as session:
+        task = session.get(Task, task_id)
+        transition(session, task, TaskState.ASSIGNED, actor="agent:a")
+        task.attempts += 1
+        fail_task(session, ccc.config, task, actor="agent:a", error="tests never passed")
+        task.retry_at = utcnow() + retry_in
+
+
+def test_a_re_trigger_retries_the_failed_task_and_jams_no_other(world):
+    sim, ccc, as_user, _ = world
+    repo = as_user("bob").get_repo(REPO)
+    first, second = (repo.create_issue(t, body="api server") for t in ("Add caching", "Add logs"))
+    for issue in (first, second):
+        issue.add_to_labels("claude")
+    settle(sim, ccc)
+    (one,), (two,) = tasks_for(ccc, first.number), tasks_for(ccc, second.number)
+    fail_for_retry(ccc, one.id, timedelta(hours=1))  # waits for its retry
+    fail_for_retry(ccc, two.id, timedelta(seconds=-1))  # due now
+    # Removing and adding the trigger label again: the waiting task is retried now, and no
+    # second task is made for the issue (before, the two clashed on every retry pass).
+    first.remove_from_labels("claude")
+    first.add_to_labels("claude")
+    settle(sim, ccc)
+    (again,) = tasks_for(ccc, first.number)
+    assert (again.id, again.state, again.retry_at) == (one.id, "queued", None)
+    with ccc.database.session() as session:
+        last = session.get(Task, one.id).transitions[-1]
+        assert (last.to_state, last.reason) == ("queued", "re-triggered: labelled claude")
+    (due,) = tasks_for(ccc, second.number)
+    assert due.state == "queued"  # its retry went ahead in the same pass
+    settle(sim, ccc)
+    comments = [c.body for c in first.get_comments()]
+    assert any(c.startswith("Retrying now, as @bob asked (attempt 2)") for c in comments), comments

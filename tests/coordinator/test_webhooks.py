@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
+import time
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import func, select
 
 from coordinator_app.models import WebhookDelivery
+from lab.services import free_port
 from tests.coordinator.conftest import signed_delivery
 
 FIXTURES = [
@@ -98,6 +107,64 @@ def test_oversized_body_is_413(client, ccc):
     body, headers = signed_delivery({"pad": padding}, "issues")
     answer = client.post("/webhooks/github", data=body, headers=headers)
     assert answer.status_code == 413 and answer.json["error"]["code"] == "too_large"
+    assert _stored(ccc) == 0
+
+
+def test_a_form_encoded_delivery_is_accepted_like_json(client, ccc, webhook_fixtures):
+    # GitHub's webhook form defaults to application/x-www-form-urlencoded: payload=<JSON>.
+    event, raw = _load(webhook_fixtures, "issues/labeled.json")
+    form = urlencode({"payload": raw.decode()}).encode()
+    body, headers = signed_delivery(form, event)  # signed over the body as sent
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    answer = client.post("/webhooks/github", data=body, headers=headers)
+    assert answer.status_code == 202, answer.json
+    with ccc.database.session() as session:
+        stored = session.get(WebhookDelivery, headers["X-GitHub-Delivery"])
+        assert stored.payload == json.loads(raw)
+    without = signed_delivery(b"zen=nothing", event)
+    without[1]["Content-Type"] = "application/x-www-form-urlencoded"
+    refused = client.post("/webhooks/github", data=without[0], headers=without[1])
+    assert refused.status_code == 400 and "payload field" in refused.json["error"]["message"]
+
+
+@pytest.fixture
+def gunicorn(config, tmp_path):
+    """The coordinator under gunicorn, as the role runs it: (host, port)."""
+    names = ("database_url", "redis_url", "secret_key", "webhook_secret", "repositories")
+    values = {name: getattr(config, name) for name in names}
+    values |= {"background_processing": False, "max_webhook_bytes": 64 * 1024}
+    toml = tmp_path / "coordinator.toml"
+    toml.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--threads", "2",
+         "--bind", f"127.0.0.1:{port}", "coordinator_app.wsgi:app"],
+        env={**os.environ, "CCC_CONFIG": str(toml)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            time.sleep(0.1)
+        yield "127.0.0.1", port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_a_body_over_the_limit_gets_a_readable_413_without_100_continue(gunicorn, ccc):
+    """A client that sends the whole body at once (no `Expect: 100-continue`) reads the 413
+    instead of a reset connection."""
+    body, headers = signed_delivery({"pad": "x" * 4 * 2**20}, "issues")
+    connection = http.client.HTTPConnection(*gunicorn, timeout=30)
+    connection.request("POST", "/webhooks/github", body=body, headers=headers)
+    answer = connection.getresponse()
+    assert answer.status == 413
+    assert json.loads(answer.read())["error"]["code"] == "too_large"
+    connection.close()
     assert _stored(ccc) == 0
 
 
