@@ -16,7 +16,7 @@ from coordinator_app.exceptions import Conflict, InvalidRequest, Unauthorized
 from coordinator_app.models import Agent, Task
 from coordinator_app.queues import SECURITY_LEVELS
 from coordinator_app.states import RUNNING_STATES, AgentState, TaskState
-from coordinator_app.tasks import renew_leases
+from coordinator_app.tasks import renew_leases, transition
 
 KEY_PREFIX = "ccca_"  # recognisable in secret scanners and logs that must redact it
 
@@ -169,6 +169,17 @@ def heartbeat(
             f"agent {agent.name} is live as another process (instance {agent.instance}); "
             "two agents must not share a name"
         )
+    if instance and agent.instance and agent.instance != instance:
+        # The agent's process started again: what the old one held is not running any more.
+        for task in running_tasks(session, agent):
+            transition(
+                session,
+                task,
+                TaskState.QUEUED,
+                actor=f"agent:{agent.name}",
+                reason=f"agent {agent.name} restarted (its old process held the task)",
+                now=now,
+            )
     agent.instance = instance or agent.instance
     agent.last_heartbeat_at = now
     agent.reported_state = state

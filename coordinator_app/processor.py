@@ -70,6 +70,7 @@ class Processor:
         self._thread: threading.Thread | None = None
         self._last_poll = 0.0
         self._next_sync = 0.0
+        self._started = clock()
         # In App mode deliveries wait for the first sync: before it, no repository is served.
         self.synced = not config.app_mode
         self.sync_error: str | None = None  # why the last sync failed (admin pages)
@@ -220,6 +221,11 @@ class Processor:
         return released
 
     def reap_leases(self) -> int:
+        """Hand back tasks whose lease ran out; not in the first lease after this process
+        started: agents that kept working while the coordinator was down need one heartbeat
+        to renew, and reaping before it would run their tasks twice."""
+        if self.clock() - self._started < timedelta(seconds=self.config.lease_seconds):
+            return 0
         with self.database.session() as session:
             return len(tasks.reap_expired_leases(session, self.clock()))
 

@@ -62,14 +62,22 @@ def test_a_second_live_process_with_the_same_name_is_refused(client, make_agent)
     assert client.post(url, json=body, headers=agent.headers).status_code == 200
 
 
-def test_restart_after_a_crash_is_allowed_once_the_old_process_is_silent(ccc, client, make_agent):
+def test_restart_after_a_crash_is_allowed_once_the_old_process_is_silent(
+    ccc, client, admin_headers, make_agent
+):
     agent = make_agent("be-1")
+    task = create(client, admin_headers)
     url = f"/api/v1/agents/{agent.id}/heartbeat"
     client.post(url, json={"state": "busy", "instance": "old"}, headers=agent.headers)
+    assert claim_next(ccc, client, agent).status_code == 200
     with ccc.database.session() as session:
         session.get(Agent, agent.id).last_heartbeat_at = utcnow() - timedelta(minutes=5)
     answer = client.post(url, json={"state": "idle", "instance": "new"}, headers=agent.headers)
     assert answer.status_code == 200
+    # What the old process held goes back to the queue at once, not after its lease.
+    detail = client.get(f"/api/v1/tasks/{task['id']}", headers=admin_headers).json
+    assert detail["state"] == "queued" and detail["agent"] is None
+    assert "agent be-1 restarted" in detail["history"][-1]["reason"]
 
 
 def test_deregistering_a_busy_agent_needs_handback(ccc, client, admin_headers, make_agent):

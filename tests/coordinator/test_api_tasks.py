@@ -123,8 +123,13 @@ def test_expired_lease_hands_the_task_to_another_agent(ccc, client, admin_header
     task = create(client, admin_headers)
     dead, alive = make_agent("be-1"), make_agent("be-2")
     assert claim_next(ccc, client, dead).status_code == 200
-    later = utcnow() + timedelta(seconds=ccc.config.lease_seconds + 1)
-    reaper = Processor(ccc.database, ccc.config, ccc.queues, ccc.gateway, clock=lambda: later)
+    times = [utcnow()]  # the reaper's clock, from the moment it starts
+    reaper = Processor(ccc.database, ccc.config, ccc.queues, ccc.gateway, clock=lambda: times[-1])
+    times.append(times[0] + timedelta(seconds=ccc.config.lease_seconds - 1))
+    # Within a lease of its start a coordinator reaps nothing: the agents that kept working
+    # while it was down renew first.
+    assert reaper.reap_leases() == 0
+    times.append(times[0] + timedelta(seconds=ccc.config.lease_seconds + 1))
     assert reaper.reap_leases() == 1
     alive.heartbeat()
     claimed = claim_next(ccc, client, alive)
