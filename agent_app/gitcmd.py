@@ -92,7 +92,6 @@ class Git:
             name, email = author
             env |= {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email}
             env |= {"GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
-        redact = Redactor([token] if token else [])
         try:
             done = subprocess.run(
                 ["git", *args],
@@ -106,5 +105,7 @@ class Git:
         except subprocess.TimeoutExpired as exc:
             raise GitError(f"git {args[0]} timed out after {timeout}s") from exc
         if done.returncode != 0:
+            # The filter is built only here: compiling it for every call would cost each one.
+            redact = Redactor([token] if token else [])
             raise GitError(redact(f"git {' '.join(args[:2])}: {done.stderr.strip()[-800:]}"))
         return done.stdout
