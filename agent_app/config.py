@@ -114,7 +114,8 @@ class AgentConfig:
     api_tls_cert_file: str = ""
     api_tls_key_file: str = ""
     # Timing.
-    heartbeat_seconds: int = 15
+    # Until the coordinator's first answer, which says what the leases need.
+    heartbeat_seconds: int = 5
     claim_block_seconds: int = 5
     stop_timeout_seconds: int = 90  # warm stop: time to finish or checkpoint before handing back
     limits: Limits = field(default_factory=Limits)

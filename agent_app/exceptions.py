@@ -14,9 +14,14 @@ class CoordinatorUnavailable(AgentError):
 class CoordinatorRefused(AgentError):
     """The coordinator answered with a 4xx: the request itself is wrong or not allowed."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, code: str = "") -> None:
         super().__init__(f"coordinator answered {status}: {message}")
-        self.status = status
+        self.status, self.message, self.code = status, message, code
+
+
+class AttemptOver(CoordinatorRefused):
+    """The coordinator no longer counts this run of the task (its lease was reaped, the task
+    was cancelled or claimed again): stop at once, push nothing, report nothing."""
 
 
 class LimitExceeded(AgentError):

@@ -99,6 +99,7 @@ class TaskAccess:
         self._grant = grant
         self._renew = renew
         self._lock = threading.Lock()
+        self._retired: list[Grant] = []  # replaced grants whose tokens are still to revoke
 
     @property
     def grant(self) -> Grant:
@@ -107,12 +108,32 @@ class TaskAccess:
         with self._lock:
             if self._grant.expiring():
                 try:
-                    self._grant = Grant.from_json(self._renew(self.ref))
+                    self._replace(self._renew(self.ref))
                 except AgentError as exc:
                     if not self._grant.usable():
                         raise
                     logger.warning("GitHub token not renewed yet, the current one serves: %s", exc)
             return self._grant
+
+    def confirm(self) -> Grant:
+        """A fresh grant, asked for right before a push: the coordinator answers only while
+        this run is the task's current attempt, so a run that lost its task pushes nothing
+        (AttemptOver, or CoordinatorUnavailable when it cannot ask)."""
+        with self._lock:
+            self._replace(self._renew(self.ref))
+            return self._grant
+
+    def _replace(self, answer: dict) -> None:
+        grant = Grant.from_json(answer)
+        if grant.token != self._grant.token:
+            self._retired.append(self._grant)
+        self._grant = grant
+
+    def take_retired(self) -> list[Grant]:
+        """The grants replaced since the last call, to revoke their tokens."""
+        with self._lock:
+            retired, self._retired = self._retired, []
+            return retired
 
     @property
     def held(self) -> Grant:

@@ -23,7 +23,7 @@ from github import Github
 
 from agent_app.exceptions import PublishError
 from agent_app.gitcmd import Git, GitError
-from agent_app.github_access import TaskAccess
+from agent_app.github_access import Grant, TaskAccess
 from agent_app.github_retry import patiently
 from agent_app.redaction import Redactor
 from agent_app.repo_tests import REPO_CONFIG
@@ -82,24 +82,33 @@ class Publisher:
         """The task's repository, through a client with the current token."""
         grant = self.access.grant
         if self._client is None or self._client_token != grant.token:
-            self.close(revoke=True)  # a renewed grant: the old token is not needed any more
+            self.close()
+            self._revoke(self.access.take_retired())  # renewed: the old tokens are not needed
             self._client = github_client(grant.api_url, grant.token)
             self._client_token = grant.token
         return self._client.get_repo(grant.repository)
 
     def close(self, revoke: bool = False) -> None:
-        """Close the client; ``revoke``: also end the task's token on GitHub (an App's
-        installation token, ``DELETE /installation/token``), so it is worth nothing after the
-        task, whatever its expiry says."""
-        if self._client is None:
-            return
-        if revoke and self.access.held.expires_at is not None:
+        """Close the client; ``revoke``: also end the task's tokens on GitHub (an App's
+        installation tokens, ``DELETE /installation/token``), so they are worth nothing after
+        the task, whatever their expiry says."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if revoke:
+            self._revoke([*self.access.take_retired(), self.access.held])
+
+    def _revoke(self, grants: list[Grant]) -> None:
+        for grant in grants:
+            if grant.expires_at is None:  # token mode: the cluster's one token stays
+                continue
+            client = github_client(grant.api_url, grant.token)
             try:
-                self._client.requester.requestJsonAndCheck("DELETE", "/installation/token")
+                client.requester.requestJsonAndCheck("DELETE", "/installation/token")
             except Exception as exc:  # it expires within the hour anyway
-                logger.warning("The task's GitHub token was not revoked: %s", classify(exc) or exc)
-        self._client.close()
-        self._client = None
+                logger.warning("A task's GitHub token was not revoked: %s", classify(exc) or exc)
+            finally:
+                client.close()
 
     def clone_url(self) -> tuple[str, str]:
         """The repository's HTTPS clone URL and default branch."""
@@ -171,7 +180,8 @@ class Publisher:
         commit.
 
         The new commits (their messages and diffs) are checked first: a change that holds a
-        secret is not pushed, and stays on the agent host for an operator to look at. GitHub's
+        secret is not pushed, and stays on the agent host for an operator to look at. The
+        coordinator confirms that this run still holds the task (TaskAccess.confirm). GitHub's
         refusal raises GitHubRefused; an outage is waited out (agent_app.github_retry).
         """
         branch = self.access.grant.branch
@@ -191,6 +201,7 @@ class Publisher:
         except GitError as exc:
             raise PublishError(f"push of {branch} failed: {exc}") from exc
         ref = f"refs/heads/{branch}"
+        self.access.confirm()  # this run still holds the task: else nothing is pushed
 
         def send() -> str:
             return self.git("push", "--quiet", url, f"{ref}:{ref}", cwd=mirror,

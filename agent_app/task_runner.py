@@ -2,7 +2,8 @@
 
 Whatever stops the work early (a limit, a cancellation, a stop of the agent) ends the same
 way: the changes so far are committed and pushed to the task branch, and the coordinator is
-told where they are.
+told where they are. Except when the run's attempt is over (its lease was reaped, the task
+claimed again): then it stops at once and pushes and reports nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from agent_app.config import AgentConfig
 from agent_app.coordinator_client import CoordinatorClient
 from agent_app.exceptions import (
     AgentError,
+    AttemptOver,
     Cancelled,
     CoordinatorUnavailable,
     GitHubRefused,
@@ -40,14 +42,18 @@ class StopRequested(AgentError):
 
 @dataclass
 class RunningTask:
-    """A task as the worker tracks it: its id, the GitHub grant it came with (kept apart from
-    the task's data, which is shown and logged), and the events that stop it."""
+    """A task as the worker tracks it: its id, the attempt its claim began, the GitHub grant
+    it came with (kept apart from the task's data, which is shown and logged), and the events
+    that stop it."""
 
     id: int
+    attempt: str
     data: dict
     grant: dict = field(default_factory=dict, repr=False)
     cancel: threading.Event = field(default_factory=threading.Event)
     handback: threading.Event = field(default_factory=threading.Event)
+    # The coordinator no longer counts this attempt: stop, push and report nothing.
+    over: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
     phase: str = "starting"
 
@@ -104,6 +110,7 @@ class TaskRunner:
     def run(self, running: RunningTask) -> None:
         """Work on the task and report the outcome; never raises."""
         task = running.data
+        report = Reports(self.coordinator, running)
         usage = Usage()
         workspace: TaskWorkspace | None = None
         publisher: Publisher | None = None
@@ -120,14 +127,16 @@ class TaskRunner:
                 default_branch,
                 publisher.access.token(),
             )
-            self._report_state(task["id"], "in_progress", branch=grant.branch)
-            tests, summary = self._work(running, workspace, grant.branch, usage)
-            self._finish(running, publisher, workspace, default_branch, usage, tests, summary)
-        except (LimitExceeded, Cancelled, StopRequested, GitHubRefused) as exc:
-            self._checkpoint(running, publisher, workspace, usage, exc)
+            report.state("in_progress", branch=grant.branch)
+            tests, summary = self._work(running, report, workspace, grant.branch, usage)
+            self._finish(
+                running, report, publisher, workspace, default_branch, usage, tests, summary
+            )
+        except (AttemptOver, LimitExceeded, Cancelled, StopRequested, GitHubRefused) as exc:
+            self._checkpoint(running, report, publisher, workspace, usage, exc)
         except Exception as exc:
             logger.exception("Task %s: failed: %s", task["id"], exc)
-            self._checkpoint(running, publisher, workspace, usage, exc)
+            self._checkpoint(running, report, publisher, workspace, usage, exc)
         finally:
             if workspace is not None:
                 workspace.write_metadata(finished_at=time.time(), usage=usage.__dict__)
@@ -137,17 +146,21 @@ class TaskRunner:
     def publisher(self, running: RunningTask) -> Publisher:
         """The task's way to GitHub, with the grant it was claimed with (renewed from the
         coordinator for this task's branch when it runs low)."""
-        task_id = running.id
         access = TaskAccess(
             Grant.from_json(running.grant),
-            renew=lambda ref: self.coordinator.github_token(task_id, ref),
+            renew=lambda ref: Reports(self.coordinator, running).github_token(ref),
         )
         return Publisher(self.workspaces.git, access, self.config.secrets)
 
     # Phases ------------------------------------------------------------------------------
 
     def _work(
-        self, running: RunningTask, workspace: TaskWorkspace, branch: str, usage: Usage
+        self,
+        running: RunningTask,
+        report: Reports,
+        workspace: TaskWorkspace,
+        branch: str,
+        usage: Usage,
     ) -> tuple[repo_tests.TestRun | None, str]:
         """Claude's loop, then the tests (with fix rounds); returns (tests, Claude's summary)."""
         task = running.data
@@ -173,21 +186,20 @@ class TaskRunner:
                 running.started,
                 workspace.transcript,
                 running.cancel,
-                lambda event: self._progress(task["id"], event),
+                report.progress,
             )
             if command is None:
                 return None, conversation.summary
             running.phase = "running tests"
-            self._report_state(task["id"], "testing")
+            report.state("testing")
             test_run = repo_tests.run(
                 runner, workspace.repo, command, self.config.limits.test_timeout, running.cancel
             )
-            self._progress(
-                task["id"],
+            report.progress(
                 {
                     "kind": "tests",
                     "data": {k: v for k, v in test_run.as_dict().items() if k != "output"},
-                },
+                }
             )
             if test_run.environment_error:
                 # Nothing ran: the model cannot fix a missing runner, and must not try.
@@ -197,7 +209,7 @@ class TaskRunner:
                 return test_run, conversation.summary
             if test_run.ok or round_number == TEST_FIX_ROUNDS:
                 return test_run, conversation.summary
-            self._report_state(task["id"], "in_progress", reason="tests failed; fixing")
+            report.state("in_progress", reason="tests failed; fixing")
             conversation.messages.append(
                 {
                     "role": "user",
@@ -209,6 +221,7 @@ class TaskRunner:
     def _finish(
         self,
         running: RunningTask,
+        report: Reports,
         publisher: Publisher,
         workspace: TaskWorkspace,
         base: str,
@@ -231,10 +244,9 @@ class TaskRunner:
         if grant.requester and not publisher.protected(base):
             body += _review_note(grant.requester, base)
         pr = publisher.open_or_update_pr(base, title=task["title"], body=body, draft=failing)
-        self._report_state(task["id"], "review", pr_number=pr.number, pr_url=pr.url)
-        self._with_retries(
-            self.coordinator.finish,
-            task["id"],
+        report.state("review", pr_number=pr.number, pr_url=pr.url)
+        report.final(
+            "finish",
             outcome="completed",
             branch=branch,
             pr_number=pr.number,
@@ -255,33 +267,42 @@ class TaskRunner:
     def _checkpoint(
         self,
         running: RunningTask,
+        report: Reports,
         publisher: Publisher | None,
         workspace: TaskWorkspace | None,
         usage: Usage,
         why: Exception,
     ) -> None:
         """Keep the work: commit and push what exists, then tell the coordinator. After
-        GitHub's refusal nothing is pushed (it would be refused again) and there is no retry."""
+        GitHub's refusal nothing is pushed (it would be refused again) and there is no retry;
+        once the attempt is over (the coordinator says so at the push), nothing is reported."""
         task = running.data
+        if isinstance(why, AttemptOver) or running.over.is_set():
+            running.over.set()
+            logger.warning("Task %s: attempt over (%s): stopped, nothing pushed", task["id"], why)
+            return
         pushed = None
         refused = isinstance(why, GitHubRefused)
         if publisher and workspace is not None and workspace.repo.exists() and not refused:
             try:
                 publisher.commit_all(workspace, f"WIP: {task['title']}\n\nCheckpoint: {why}")
                 pushed = publisher.push(self.workspaces.mirror_path(task["repository"]), workspace)
+            except AttemptOver as exc:
+                running.over.set()
+                logger.warning("Task %s: attempt over: checkpoint not pushed: %s", task["id"], exc)
+                return
             except AgentError as exc:
                 logger.error("Task %s: checkpoint could not be pushed: %s", task["id"], exc)
         note = f"{why}; work pushed to {pushed}" if pushed else str(why)
         logger.warning("Task %s: stopped: %s", task["id"], note)
         try:
             if isinstance(why, StopRequested) or running.handback.is_set():
-                self._with_retries(self.coordinator.release, task["id"], f"agent stopping: {note}")
+                report.final("release", f"agent stopping: {note}")
             elif isinstance(why, Cancelled):
                 return  # the coordinator cancelled it: nothing to report back
             else:
-                self._with_retries(
-                    self.coordinator.finish,
-                    task["id"],
+                report.final(
+                    "finish",
                     outcome="failed",
                     error=note,
                     pushed_commit=pushed,
@@ -306,32 +327,50 @@ class TaskRunner:
         return CommandRunner(policy, self.config.secrets, self.config.limits.output_chars)
 
     def _guard(self, running: RunningTask) -> None:
+        if running.over.is_set():
+            raise AttemptOver(409, f"task {running.id}: the coordinator ended this attempt")
         if running.cancel.is_set():
             raise Cancelled("cancelled")
         if running.handback.is_set():
             raise StopRequested("the agent is stopping")
 
-    def _with_retries(self, method, *args, attempts: int = 6, **kwargs):
-        """The final report matters: ride out a coordinator restart with backoff."""
+
+class Reports:
+    """What one run tells the coordinator about its task, each report naming the run's attempt.
+
+    Progress is best effort (an unreachable coordinator does not stop the work); the final
+    report rides out a coordinator restart. A report refused because the attempt is over
+    raises AttemptOver: the run stops there.
+    """
+
+    def __init__(self, coordinator: CoordinatorClient, running: RunningTask) -> None:
+        self.coordinator, self.running = coordinator, running
+
+    def state(self, state: str, **fields) -> None:
+        self._best_effort(self.coordinator.update, state=state, **fields)
+
+    def progress(self, event: dict) -> None:
+        self._best_effort(self.coordinator.events, [event])
+
+    def github_token(self, ref: str) -> dict:
+        return self.final("github_token", ref)
+
+    def final(self, call: str, *args, attempts: int = 6, **kwargs):
+        """``call`` (finish, release, github_token), retried with backoff while the
+        coordinator cannot answer."""
+        method = getattr(self.coordinator, call)
         for attempt in range(attempts):
             try:
-                return method(*args, **kwargs)
+                return method(self.running.id, self.running.attempt, *args, **kwargs)
             except CoordinatorUnavailable:
                 if attempt == attempts - 1:
                     raise
                 time.sleep(min(2**attempt, 30))
         return None
 
-    def _report_state(self, task_id: int, state: str, **fields) -> None:
-        self._call(self.coordinator.update, task_id, state=state, **fields)
-
-    def _progress(self, task_id: int, event: dict) -> None:
-        self._call(self.coordinator.events, task_id, [event])
-
-    def _call(self, method, *args, **kwargs) -> None:
-        """Report to the coordinator; an unreachable coordinator does not stop the work."""
+    def _best_effort(self, method, *args, **kwargs) -> None:
         try:
-            method(*args, **kwargs)
+            method(self.running.id, self.running.attempt, *args, **kwargs)
         except CoordinatorUnavailable as exc:
             logger.warning("Coordinator unreachable, continuing: %s", exc)
 

@@ -27,7 +27,6 @@ from coordinator_app.queues import TaskQueues, queues_for
 logger = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 60
 CLEANUP_INTERVAL_SECONDS = 3600
-BUSY_HEARTBEAT_SECONDS = 5
 
 
 class Worker:
@@ -57,6 +56,8 @@ class Worker:
         # Why this agent takes no work (its sandbox failed the start-up probe), or None.
         self.error: str | None = None
         self._last_cleanup = 0.0
+        # The coordinator's heartbeat_seconds once it has answered: it sizes the leases.
+        self.heartbeat_seconds = config.heartbeat_seconds
 
     # Lifecycle ---------------------------------------------------------------------------
 
@@ -94,7 +95,7 @@ class Worker:
                 if exc.status == 409:
                     # A twin is live, or our previous process died moments ago: wait it out.
                     now = time.monotonic()
-                    twin_deadline = twin_deadline or now + 3 * self.config.heartbeat_seconds + 5
+                    twin_deadline = twin_deadline or now + 3 * self.heartbeat_seconds + 5
                     if now > twin_deadline:
                         raise AgentError(
                             f"another live agent is named {self.config.name}; "
@@ -191,13 +192,31 @@ class Worker:
         self.start(task)
 
     def start(self, task: dict) -> None:
-        """Run a task the coordinator has confirmed as ours, in its own thread."""
+        """Run a task the coordinator has confirmed as ours, in its own thread.
+
+        A run of an earlier attempt of the same task (its lease was reaped while this agent
+        was cut off) is stopped first, unpushed, and the new run waits for it to end: two runs
+        of one task never share a workspace.
+        """
         grant = task.pop("github", None) or {}
-        running = RunningTask(task["id"], task, grant)
-        thread = threading.Thread(
-            target=self._run_task, args=(running,), daemon=True, name=f"task-{task['id']}"
-        )
+        running = RunningTask(task["id"], str(task.get("attempt") or ""), task, grant)
         with self._lock:
+            earlier = self.tasks.get(running.id)
+            if earlier is not None:
+                logger.warning(
+                    "Agent %s: task %s claimed again; stopping the run of attempt %s",
+                    self.config.name,
+                    running.id,
+                    earlier.attempt[:8],
+                )
+                earlier.over.set()
+                earlier.cancel.set()
+            thread = threading.Thread(
+                target=self._run_task,
+                args=(running, self._threads.get(running.id)),
+                daemon=True,
+                name=f"task-{task['id']}",
+            )
             self.tasks[running.id] = running
             self._threads[running.id] = thread
         logger.info(
@@ -211,12 +230,15 @@ class Worker:
         thread.start()
         self._publish_status()
 
-    def _run_task(self, running: RunningTask) -> None:
+    def _run_task(self, running: RunningTask, earlier: threading.Thread | None) -> None:
         try:
+            if earlier is not None:
+                earlier.join()
             self.runner.run(running)
         finally:
             with self._lock:
-                self.tasks.pop(running.id, None)
+                if self.tasks.get(running.id) is running:
+                    del self.tasks[running.id]
             self._publish_status()
 
     def _reap_threads(self) -> None:
@@ -233,20 +255,34 @@ class Worker:
     # Heartbeats ---------------------------------------------------------------------------
 
     def _heartbeat(self) -> dict:
+        with self._lock:
+            running = {t.id: t.attempt for t in self.tasks.values() if not t.over.is_set()}
         answer = self.coordinator.heartbeat(
             state=self._state(),
             load=self.load,
-            tasks=sorted(self.tasks),
+            tasks=running,
             version=__version__,
             instance=self.instance,
             address=f"{self.config.api_host}:{self.config.api_port}",
             error=self.error,
+            timeout=max(self.heartbeat_seconds, 2),  # a hung beat must not outlast the lease
         )
+        self.heartbeat_seconds = int(answer.get("heartbeat_seconds") or self.heartbeat_seconds)
+        cancelled = set(answer.get("cancelled", []))
         for task_id in answer.get("stop", []):
             task = self.tasks.get(task_id)
-            if task is not None and not task.cancel.is_set():
-                logger.warning("Agent %s: coordinator says stop task %s", self.config.name, task_id)
-                task.cancel.set()
+            if task is None or task.cancel.is_set() or task.attempt != running.get(task_id):
+                continue
+            if task_id not in cancelled:
+                # Reaped while we were out of touch, or claimed again: not ours to push.
+                task.over.set()
+            logger.warning(
+                "Agent %s: coordinator says stop task %s (%s)",
+                self.config.name,
+                task_id,
+                "cancelled" if task_id in cancelled else "attempt over",
+            )
+            task.cancel.set()
         if answer.get("drain") != self.draining:
             self.draining = bool(answer.get("drain"))
             logger.info(
@@ -255,17 +291,20 @@ class Worker:
         return answer
 
     def _heartbeat_loop(self) -> None:
+        """Beat every ``heartbeat_seconds`` in a thread of its own, sharing no lock with the
+        work (only the task table, for an instant): a busy agent never misses its lease. A
+        failed beat is tried again a second later."""
         while not self.cold.is_set():
             try:
                 self._heartbeat()
+                wait = self.heartbeat_seconds
             except AgentError as exc:
                 logger.warning("Agent %s: heartbeat failed: %s", self.config.name, exc)
+                wait = 1
             self._publish_status()
             if self.stopping.is_set() and not self.tasks:
                 return
-            # While tasks run, beat faster: a cancellation reaches them within seconds.
-            interval = self.config.heartbeat_seconds
-            self.cold.wait(min(interval, BUSY_HEARTBEAT_SECONDS) if self.tasks else interval)
+            self.cold.wait(wait)
 
     # State -------------------------------------------------------------------------------
 

@@ -144,17 +144,18 @@ def heartbeat(
     *,
     state: str,
     load: float,
-    task_ids: list[int],
+    attempts: dict[int, str],
     version: str | None,
     address: str | None,
     now: datetime,
     instance: str | None = None,
     error: str | None = None,
 ) -> dict:
-    """Record a heartbeat and renew the leases of the tasks the agent reports, in one go.
+    """Record a heartbeat and renew the leases of the tasks the agent reports (``attempts``:
+    task id -> the attempt it runs), in one go.
 
-    The answer tells the agent what to stop: reported tasks it no longer holds (cancelled,
-    reclaimed after a lost lease) and whether it should drain.
+    The answer tells the agent what to stop: reported attempts that are not the task's current
+    one (cancelled, reclaimed after a lost lease, claimed again) and whether it should drain.
     """
     if state not in {s.value for s in AgentState}:
         raise InvalidRequest(f"unknown agent state {state!r}")
@@ -187,9 +188,9 @@ def heartbeat(
     agent.load = max(0.0, min(float(load), 99.0))
     agent.version = version or agent.version
     agent.address = address or agent.address
-    renewed = renew_leases(session, config, agent, task_ids, now)
+    renewed = renew_leases(session, config, agent, attempts, now)
     held = {t.id: t.state for t in running_tasks(session, agent)}
-    stop = sorted(set(task_ids) - set(renewed))
+    stop = sorted(set(attempts) - set(renewed))
     return {
         "renewed": renewed,
         "stop": stop,

@@ -110,8 +110,11 @@ class CoordinatorConfig:
     # Running the scaling playbook from the coordinator ([autoscale] table).
     autoscale: Autoscale = field(default_factory=Autoscale)
     # Liveness.
-    lease_seconds: int = 90  # a claimed task is handed back when its lease is not renewed
-    heartbeat_seconds: int = 15  # what agents are told to use
+    # A claimed task is handed back when its lease is not renewed: a crashed agent host's task
+    # runs elsewhere within about this long. Four heartbeats per lease: a busy agent on a
+    # loaded host may miss three in a row and keep its task.
+    lease_seconds: int = 20
+    heartbeat_seconds: int = 5  # what agents are told to use
     agent_token_seconds: int = 3600  # lifetime of an agent's bearer token
     # Rate limits per client address, requests per minute. GitHub delivers from a few addresses
     # (one, behind a proxy), so the webhook limit is a guard against floods, not a quota.

@@ -45,7 +45,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CoordinatorError)
     def _coordinator_error(exc: CoordinatorError):
         _rollback()
-        response = error_response(exc.status, str(exc))
+        response = error_response(exc.status, str(exc), exc.code)
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 
 class CoordinatorError(Exception):
-    """Base class; ``status`` is the HTTP status the API answers with."""
+    """Base class; ``status`` is the HTTP status the API answers with, ``code`` the error's
+    machine-readable name (None: the status's)."""
 
     status = 500
+    code: str | None = None
 
 
 class ConfigError(CoordinatorError):
@@ -41,6 +43,12 @@ class Conflict(CoordinatorError):
     """The request clashes with the current state (e.g. a task already claimed)."""
 
     status = 409
+
+
+class AttemptOver(Conflict):
+    """A report of a task attempt that is not the current one: its run must stop unpushed."""
+
+    code = "attempt_over"
 
 
 class IllegalTransition(Conflict):

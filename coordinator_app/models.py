@@ -69,6 +69,10 @@ class Task(Base):
     # The Redis stream entry that offers this task; NULL while queued means "enqueue it again"
     # (Redis was down at the time, or lost its data).
     queue_entry: Mapped[str | None] = mapped_column(String(40))
+    offered_queue: Mapped[str | None] = mapped_column(String(40))  # where queue_entry is
+    # The current claim's id: every report of the agent names it, and a report of an attempt
+    # that lost its lease (a reclaimed, restarted or cut-off run) is refused.
+    attempt_id: Mapped[str | None] = mapped_column(String(32))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
     branch: Mapped[str | None] = mapped_column(String(200))
     pr_number: Mapped[int | None] = mapped_column(Integer)

@@ -7,9 +7,10 @@ records who did it and why, and keeps the GitHub issue's state label in step.
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,11 +55,14 @@ def transition(
     task.state = to.value
     task.updated_at = now
     if to not in RUNNING_STATES:
+        # The attempt is over: whatever its run still reports is refused from now on.
         task.lease_expires_at = None
+        task.attempt_id = None
     if to is TaskState.QUEUED:
         # Free for any agent; the processor offers it on a queue after the commit.
         task.agent_id = None
         task.queue_entry = None
+        task.offered_queue = None
     record = TaskTransition(
         task=task, from_state=current.value, to_state=to.value, actor=actor, reason=reason, at=now
     )
@@ -210,16 +214,18 @@ def claim_task(
     if not has_capacity(session, config, task.repository):
         task.queue_entry = None
         raise Conflict("concurrency cap reached; the task stays queued")
+    attempt = uuid.uuid4().hex
     transition(
         session,
         task,
         TaskState.ASSIGNED,
         actor=f"agent:{agent.name}",
-        reason=f"claimed from the {task.specialty} queue",
+        reason=f"claimed from the {task.specialty} queue (attempt {attempt[:8]})",
         now=now,
     )
     task.agent_id = agent.id
     task.attempts += 1
+    task.attempt_id = attempt
     task.lease_expires_at = now + timedelta(seconds=config.lease_seconds)
     # The coordinator names the branch (a follow-up keeps its parent's, if it is one of the
     # cluster's for this issue): agents get tokens for this one ref only.
@@ -229,15 +235,20 @@ def claim_task(
 
 
 def renew_leases(
-    session: Session, config: CoordinatorConfig, agent: Agent, task_ids: list[int], now: datetime
+    session: Session,
+    config: CoordinatorConfig,
+    agent: Agent,
+    attempts: dict[int, str],
+    now: datetime,
 ) -> list[int]:
-    """Extend the leases of the agent's running tasks it reports; returns the ids renewed."""
-    if not task_ids:
+    """Extend the leases of the running tasks the agent reports, each by its current attempt
+    (``attempts``: task id -> attempt id); returns the ids renewed."""
+    if not attempts:
         return []
     result = session.execute(
         update(Task)
         .where(
-            Task.id.in_(task_ids),
+            tuple_(Task.id, Task.attempt_id).in_(list(attempts.items())),
             Task.agent_id == agent.id,
             Task.state.in_([s.value for s in RUNNING_STATES]),
         )

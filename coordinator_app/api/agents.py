@@ -161,16 +161,13 @@ def agent_heartbeat(agent_id: int):
     agent = _agent_or_404(agent_id)
     _self_or_admin(agent)
     data = json_body("state")
-    task_ids = typed(data, "tasks", list, [])
-    if not all(isinstance(t, int) and not isinstance(t, bool) for t in task_ids):
-        raise InvalidRequest("tasks must be a list of task ids")
     answer = registry.heartbeat(
         get_session(),
         services().config,
         agent,
         state=typed(data, "state", str),
         load=typed(data, "load", float, 0.0),
-        task_ids=task_ids,
+        attempts=_reported_attempts(typed(data, "tasks", list, [])),
         version=typed(data, "version", str),
         address=typed(data, "address", str),
         instance=typed(data, "instance", str),
@@ -179,6 +176,21 @@ def agent_heartbeat(agent_id: int):
     )
     get_session().commit()
     return answer
+
+
+def _reported_attempts(items: list) -> dict[int, str]:
+    """The heartbeat's ``tasks``: ``[{"id": task id, "attempt": attempt id}, ...]``."""
+    attempts = {}
+    for item in items:
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("id"), int)
+            and not isinstance(item["id"], bool)
+            and isinstance(item.get("attempt"), str)
+        ):
+            raise InvalidRequest('tasks must be a list of {"id": task id, "attempt": attempt id}')
+        attempts[item["id"]] = item["attempt"]
+    return attempts
 
 
 @bp.get("/agents/<int:agent_id>/tasks")

@@ -13,7 +13,14 @@ from coordinator_app.api import bp
 from coordinator_app.api.schemas import event_json, json_body, paginate, task_json, typed
 from coordinator_app.auth import current_principal, require
 from coordinator_app.db import get_session
-from coordinator_app.exceptions import Conflict, Forbidden, InvalidRequest, NotFound, Unavailable
+from coordinator_app.exceptions import (
+    AttemptOver,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unavailable,
+)
 from coordinator_app.github_errors import classify
 from coordinator_app.github_gateway import is_pull_request_url
 from coordinator_app.intake import Intake
@@ -28,6 +35,7 @@ REPOSITORY_REFUSALS = {403, 404, 422}
 # States an agent may report while it works (completion and failure go through /result).
 AGENT_REPORTABLE = {TaskState.IN_PROGRESS, TaskState.TESTING, TaskState.REVIEW}
 MAX_EVENTS_PER_CALL = 100
+ATTEMPT_HEADER = "X-Task-Attempt"
 
 
 def _task_or_404(task_id: int, lock: bool = False) -> Task:
@@ -44,11 +52,18 @@ def _visible(task: Task) -> None:
 
 
 def _owned(task_id: int) -> Task:
-    """The task, locked, if the calling agent holds it now."""
+    """The task, locked, if the calling agent holds it now in the attempt its report names
+    (header ``X-Task-Attempt``): a run whose attempt was reaped, cancelled or claimed again is
+    refused with 409, and must stop without pushing."""
     task = _task_or_404(task_id, lock=True)
     principal = current_principal()
     if task.agent_id != principal.id or not TaskState(task.state).is_running:
         raise Forbidden(f"task {task_id} is not held by {principal.name} (it is {task.state})")
+    attempt = request.headers.get(ATTEMPT_HEADER)
+    if not attempt:
+        raise InvalidRequest(f"reports on a task name its attempt ({ATTEMPT_HEADER})")
+    if attempt != task.attempt_id:
+        raise AttemptOver(f"attempt {attempt[:32]} of task {task_id} is over; stop without pushing")
     return task
 
 
@@ -167,7 +182,7 @@ def claim_task(task_id: int):
     )
     audit.record(session, principal.actor, "task.claim", str(task.id))
     session.commit()
-    return {**task_json(task, detail=True), "github": grant}
+    return {**task_json(task, detail=True), "attempt": task.attempt_id, "github": grant}
 
 
 @bp.post("/tasks/<int:task_id>/github-token")

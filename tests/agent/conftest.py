@@ -66,7 +66,21 @@ def token_access(github_url: str, branch: str, token: str = TOKENS["cluster-bot"
         api_url=f"{github_url}/api/v3",
         author=("cluster-bot", "cluster-bot@users.noreply.example.invalid"),
     )
-    return TaskAccess(grant, renew=lambda ref: pytest.fail(f"no renewal expected ({ref})"))
+    as_json = {
+        "token": grant.token,
+        "expires_at": None,
+        "repository": grant.repository,
+        "branch": grant.branch,
+        "api_url": grant.api_url,
+        "author": {"name": grant.author[0], "email": grant.author[1]},
+    }
+
+    def confirm(ref: str) -> dict:
+        """The coordinator's answer before a push: the same token, for this branch only."""
+        assert ref == f"refs/heads/{branch}", ref
+        return as_json
+
+    return TaskAccess(grant, renew=confirm)
 
 
 class RecordingApp:

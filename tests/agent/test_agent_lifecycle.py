@@ -5,7 +5,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from datetime import timedelta
 
+from coordinator_app import tasks
+from coordinator_app.models import utcnow
 from tests.agent.conftest import REPO, VENV_BIN
 
 
@@ -122,3 +125,33 @@ def test_a_second_process_with_the_same_name_refuses_to_run(cluster_factory):
         )  # fmt: skip
         assert second.returncode == 1
         assert "another live agent is named twin" in second.stdout + second.stderr
+
+
+def test_a_run_whose_lease_was_reaped_stops_unpushed_and_the_next_attempt_runs_alone(
+    cluster_factory,
+):
+    """Defect 1 of issue 16: the coordinator reaped a lease the agent still worked under, the
+    same agent claimed the task again, and both runs went on in one workspace. Now the first
+    run stops, pushes and reports nothing, and the second starts once it has ended."""
+    with cluster_factory([slow(5)]) as cluster:
+        worker = cluster.agent()
+        number = cluster.label_issue("Slow work 5s", "take your time")
+        first = wait_phase(cluster, number, "in_progress")
+        time.sleep(1.5)  # the command runs
+        with cluster.ccc.database.session() as session:  # as the reaper does, a lease later
+            reaped = tasks.reap_expired_leases(session, utcnow() + timedelta(minutes=5))
+        assert [t.id for t in reaped] == [first["id"]]
+        cluster.ccc.processor.notify()
+        done = cluster.wait_for(number, timeout=60)
+        assert done["state"] == "completed" and done["attempts"] == 2, done
+        assert not worker.tasks
+        # One pull request, from the second attempt; the first run pushed no checkpoint.
+        repo = cluster.gh().get_repo(REPO)
+        pulls = [p for p in repo.get_pulls(state="all") if p.head.ref == done["branch"]]
+        assert len(pulls) == 1 and pulls[0].number == done["pr_number"]
+        messages = [c.commit.message for c in pulls[0].get_commits()]
+        assert not any(m.startswith("WIP") for m in messages), messages
+        # Reports of the first attempt stopped at the reap: the history has one assignment
+        # after it, by the same agent, and one completion.
+        states = [h["to"] for h in done["history"]]
+        assert states.count("assigned") == 2 and states.count("completed") == 1, states

@@ -148,11 +148,25 @@ class AgentHandle:
         assert token.status_code == 200, token.json
         self.headers = {"Authorization": f"Bearer {token.json['token']}"}
         self.client = client
+        self.attempts: dict[int, str] = {}  # task id -> the attempt its last claim began
+
+    def claim(self, task_id: int):
+        """Confirm a claim, as the daemon does; remembers the attempt it began."""
+        answer = self.client.post(f"/api/v1/tasks/{task_id}/claim", headers=self.headers)
+        if answer.status_code == 200:
+            self.attempts[task_id] = answer.json["attempt"]
+        return answer
+
+    def reporting(self, task_id: int) -> dict:
+        """Headers for reports on a task: the bearer token and the attempt."""
+        return {**self.headers, "X-Task-Attempt": self.attempts.get(task_id, "none")}
 
     def heartbeat(self, tasks=(), state="idle", load=0.0):
+        """A heartbeat naming ``tasks`` (ids) by the attempts this agent claimed them in."""
+        reported = [{"id": t, "attempt": self.attempts.get(t, "none")} for t in tasks]
         answer = self.client.post(
             f"/api/v1/agents/{self.id}/heartbeat",
-            json={"state": state, "load": load, "tasks": list(tasks), "version": "test"},
+            json={"state": state, "load": load, "tasks": reported, "version": "test"},
             headers=self.headers,
         )
         assert answer.status_code == 200, answer.json

@@ -52,12 +52,12 @@ def test_an_agent_cannot_report_a_foreign_or_script_pr_url(ccc, client, admin_he
     agent = make_agent("be-1")
     assert claim_next(ccc, client, agent).status_code == 200
     answer = client.patch(f"/api/v1/tasks/{task['id']}", json={"pr_number": 1, "pr_url": pr_url},
-                          headers=agent.headers)  # fmt: skip
+                          headers=agent.reporting(task["id"]))  # fmt: skip
     assert answer.status_code == 400
     assert "pr_url must be the pull request #1 of octo/app" in answer.json["error"]["message"]
     good = {"pr_number": 1, "pr_url": f"{web}/octo/app/pull/1"}
     assert client.patch(f"/api/v1/tasks/{task['id']}", json=good,
-                        headers=agent.headers).status_code == 200  # fmt: skip
+                        headers=agent.reporting(task["id"])).status_code == 200  # fmt: skip
 
 
 def test_pages_never_link_a_stored_script_url_and_forbid_scripts(ccc, client, admin_headers):

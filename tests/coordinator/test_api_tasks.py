@@ -26,7 +26,7 @@ def claim_next(ccc, client, agent, specialties=("backend",)):
     ccc.processor.offer_queued()
     offer = ccc.queues.claim(agent.name, queues_for(list(specialties), "standard"), block_ms=0)
     assert offer is not None, "nothing offered"
-    answer = client.post(f"/api/v1/tasks/{offer.task_id}/claim", headers=agent.headers)
+    answer = agent.claim(offer.task_id)
     ccc.queues.ack(offer)
     return answer
 
@@ -54,7 +54,9 @@ def test_task_from_creation_to_completion(ccc, client, admin_headers, make_agent
 
     tid = task["id"]
     for state in ("in_progress", "testing", "review"):
-        answer = client.patch(f"/api/v1/tasks/{tid}", json={"state": state}, headers=agent.headers)
+        answer = client.patch(
+            f"/api/v1/tasks/{tid}", json={"state": state}, headers=agent.reporting(tid)
+        )
         assert answer.status_code == 200, answer.json
     events = client.post(
         f"/api/v1/tasks/{tid}/events",
@@ -70,7 +72,7 @@ def test_task_from_creation_to_completion(ccc, client, admin_headers, make_agent
                 },
             ]
         },
-        headers=agent.headers,
+        headers=agent.reporting(tid),
     )
     assert events.json["input_tokens"] == 1500 and events.json["output_tokens"] == 300
     done = client.post(
@@ -82,7 +84,7 @@ def test_task_from_creation_to_completion(ccc, client, admin_headers, make_agent
             "pr_url": f"{web}/octo/app/pull/4",
             "tests": {"command": "pytest", "passed": 3, "failed": 0, "exit_code": 0},
         },
-        headers=agent.headers,
+        headers=agent.reporting(tid),
     )
     assert done.status_code == 200, done.json
     detail = client.get(f"/api/v1/tasks/{tid}", headers=admin_headers).json
@@ -114,7 +116,7 @@ def test_one_task_never_runs_on_two_agents(ccc, client, admin_headers, make_agen
     first, second = make_agent("be-1"), make_agent("be-2")
     assert claim_next(ccc, client, first).status_code == 200
     # A duplicate offer (say, after a Redis rebuild) is refused by PostgreSQL.
-    again = client.post(f"/api/v1/tasks/{task['id']}/claim", headers=second.headers)
+    again = second.claim(task["id"])
     assert again.status_code == 409
     assert "assigned, not queued" in again.json["error"]["message"]
 
@@ -138,6 +140,62 @@ def test_expired_lease_hands_the_task_to_another_agent(ccc, client, admin_header
     assert "lease expired (held by be-1)" in [h["reason"] for h in history]
     # The dead agent comes back: its heartbeat tells it to stop the task it no longer holds.
     assert dead.heartbeat(tasks=[task["id"]])["stop"] == [task["id"]]
+
+
+def test_only_the_current_attempt_may_report_renew_or_push(ccc, client, admin_headers, make_agent):
+    """The defect of two runs at once: the lease of a run is reaped, the same agent claims the
+    task again; the first run's reports, heartbeat and token request are all refused."""
+    task = create(client, admin_headers)
+    agent = make_agent("be-1")
+    tid = task["id"]
+    first = claim_next(ccc, client, agent).json
+    stale = {**agent.headers, "X-Task-Attempt": first["attempt"]}
+    with ccc.database.session() as session:
+        session.get(Task, tid).lease_expires_at = utcnow() - timedelta(seconds=1)
+    times = [utcnow()]
+    reaper = Processor(ccc.database, ccc.config, ccc.queues, ccc.gateway, clock=lambda: times[-1])
+    times.append(times[0] + timedelta(seconds=ccc.config.lease_seconds + 1))
+    assert reaper.reap_leases() == 1
+    second = claim_next(ccc, client, agent).json
+    assert second["attempt"] != first["attempt"] and second["attempts"] == 2
+    assert f"(attempt {second['attempt'][:8]})" in second["history"][-1]["reason"]
+
+    web = web_url(ccc.config.github_api_url)
+    for method, path, body in [
+        ("PATCH", f"/api/v1/tasks/{tid}", {"state": "in_progress"}),
+        ("POST", f"/api/v1/tasks/{tid}/events", {"events": [{"kind": "turn"}]}),
+        ("POST", f"/api/v1/tasks/{tid}/github-token", {"ref": f"refs/heads/{first['branch']}"}),
+        ("POST", f"/api/v1/tasks/{tid}/release", {}),
+        ("POST", f"/api/v1/tasks/{tid}/result",
+         {"outcome": "completed", "pr_number": 1, "pr_url": f"{web}/octo/app/pull/1"}),
+    ]:  # fmt: skip
+        refused = client.open(path, method=method, json=body, headers=stale)
+        assert refused.status_code == 409, (method, path, refused.json)
+        assert "stop without pushing" in refused.json["error"]["message"]
+        unnamed = client.open(path, method=method, json=body, headers=agent.headers)
+        assert unnamed.status_code == 400, (method, path, unnamed.json)
+    # A heartbeat naming the first attempt renews nothing and is told to stop it.
+    beat = client.post(
+        f"/api/v1/agents/{agent.id}/heartbeat",
+        json={"state": "busy", "tasks": [{"id": tid, "attempt": first["attempt"]}]},
+        headers=agent.headers,
+    ).json
+    assert beat["renewed"] == [] and beat["stop"] == [tid] and beat["cancelled"] == []
+    # The current attempt carries on, and its completion is the one that counts.
+    assert agent.heartbeat(tasks=[tid])["renewed"] == [tid]
+    working = client.patch(f"/api/v1/tasks/{tid}", json={"state": "in_progress"},
+                           headers=agent.reporting(tid))  # fmt: skip
+    assert working.status_code == 200, working.json
+    done = client.post(
+        f"/api/v1/tasks/{tid}/result",
+        json={"outcome": "completed", "pr_number": 2, "pr_url": f"{web}/octo/app/pull/2"},
+        headers=agent.reporting(tid),
+    )
+    assert done.status_code == 200 and done.json["pr_number"] == 2
+    # Once the task is done, no attempt may report on it any more.
+    late = client.patch(f"/api/v1/tasks/{tid}", json={"state": "testing"},
+                        headers=agent.reporting(tid))  # fmt: skip
+    assert late.status_code == 403
 
 
 def test_heartbeat_renews_the_lease(ccc, client, admin_headers, make_agent):
@@ -168,14 +226,16 @@ def test_release_requeues_and_failure_schedules_a_retry(ccc, client, admin_heade
     agent = make_agent("be-1")
     claim_next(ccc, client, agent)
     released = client.post(
-        f"/api/v1/tasks/{task['id']}/release", json={"reason": "warm stop"}, headers=agent.headers
+        f"/api/v1/tasks/{task['id']}/release",
+        json={"reason": "warm stop"},
+        headers=agent.reporting(task["id"]),
     )
     assert released.json["state"] == "queued"
     claim_next(ccc, client, agent)
     failed = client.post(
         f"/api/v1/tasks/{task['id']}/result",
         json={"outcome": "failed", "error": "tests never passed"},
-        headers=agent.headers,
+        headers=agent.reporting(task["id"]),
     )
     assert failed.json["state"] == "failed" and failed.json["retry_at"] is not None
     later = utcnow() + timedelta(hours=1)
@@ -195,7 +255,7 @@ def test_retries_are_bounded(ccc, client, admin_headers, make_agent):
         client.post(
             f"/api/v1/tasks/{task['id']}/result",
             json={"outcome": "failed", "error": "x"},
-            headers=agent.headers,
+            headers=agent.reporting(task["id"]),
         )
     detail = client.get(f"/api/v1/tasks/{task['id']}", headers=admin_headers).json
     assert detail["attempts"] == ccc.config.max_attempts and detail["retry_at"] is None
@@ -257,9 +317,9 @@ def test_restricted_work_reaches_only_cleared_agents(ccc, client, admin_headers,
     cleared.heartbeat()
     ccc.processor.offer_queued()
     assert ccc.queues.claim("sec-1", queues_for(["security", "general"], "standard"), 0) is None
-    refused = client.post(f"/api/v1/tasks/{task['id']}/claim", headers=uncleared.headers)
+    refused = uncleared.claim(task["id"])
     assert refused.status_code == 403 and "clearance restricted" in refused.json["error"]["message"]
     offer = ccc.queues.claim("sec-2", queues_for(["security"], "restricted"), 0)
     assert offer.task_id == task["id"] and offer.queue == "security:restricted"
-    ok = client.post(f"/api/v1/tasks/{task['id']}/claim", headers=cleared.headers)
+    ok = cleared.claim(task["id"])
     assert ok.status_code == 200 and ok.json["agent"] == "sec-2"

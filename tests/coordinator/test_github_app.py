@@ -137,16 +137,16 @@ def test_a_claim_carries_a_token_for_its_repository_alone(world):
     # A new token names the task's branch and no other ref.
     path = f"/api/v1/tasks/{task.id}/github-token"
     for ref in ("refs/heads/main", "refs/heads/claude/issue-2-other", "refs/tags/v1"):
-        refused = client.post(path, json={"ref": ref}, headers=agent.headers)
+        refused = client.post(path, json={"ref": ref}, headers=agent.reporting(task.id))
         assert refused.status_code == 403, refused.json
         assert "may push refs/heads/claude/issue-1-add-a-health-check only" in refused.json[
             "error"]["message"]  # fmt: skip
     renewed = client.post(path, json={"ref": f"refs/heads/{grant['branch']}"},
-                          headers=agent.headers)  # fmt: skip
+                          headers=agent.reporting(task.id))  # fmt: skip
     assert renewed.status_code == 200 and renewed.json["token"] != token
     # Nor may the agent report another branch as the task's.
     moved = client.patch(f"/api/v1/tasks/{task.id}", json={"branch": "main"},
-                         headers=agent.headers)  # fmt: skip
+                         headers=agent.reporting(task.id))  # fmt: skip
     assert moved.status_code == 400 and "works on claude/issue-1" in moved.json["error"]["message"]
     # Another agent gets nothing for this task.
     other = AgentHandle(client, admin, "be-2", ["backend"])
