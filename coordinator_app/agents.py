@@ -128,15 +128,6 @@ def states_by_agent(
     return result
 
 
-def live_specialties(session: Session, config: CoordinatorConfig, now: datetime) -> set[str]:
-    """Specialties some agent that is not offline or draining can work on now."""
-    live: set[str] = set()
-    for agent, state, _ in states_by_agent(session, config, now).values():
-        if state not in (AgentState.OFFLINE, AgentState.MAINTENANCE):
-            live.update(agent.specialties)
-    return live
-
-
 def heartbeat(
     session: Session,
     config: CoordinatorConfig,

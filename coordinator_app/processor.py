@@ -16,7 +16,7 @@ import redis
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from coordinator_app import agents, served, tasks
+from coordinator_app import dispatch, served, tasks
 from coordinator_app.autoscaler import Autoscaler
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.db import Database
@@ -24,7 +24,7 @@ from coordinator_app.github_errors import classify
 from coordinator_app.github_gateway import GitHubGateway, Throttled, send_outbox
 from coordinator_app.intake import Intake
 from coordinator_app.models import Task, WebhookDelivery, utcnow
-from coordinator_app.queues import TaskQueues, queue_name
+from coordinator_app.queues import TaskQueues
 from coordinator_app.states import TaskState
 
 logger = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ class Processor:
             ("released", self.release_dependencies),
             ("reaped", self.reap_leases),
             ("retried", self.retry_failed),
+            ("rerouted", self.reroute_offers),
             ("offered", self.offer_queued),
             ("outbox", self.send_outbox),
             ("polled", self.poll_if_due),
@@ -246,26 +247,34 @@ class Processor:
             ).all()
             if not waiting:
                 return 0
-            live = agents.live_specialties(session, self.config, now)
+            live = dispatch.live_agents(session, self.config, now)
             for task in waiting:
                 if not tasks.has_capacity(session, self.config, task.repository):
                     continue
-                queue = self._route(task, live)
+                queue = dispatch.route(task, live)
+                dispatch.note_route(task, queue)
                 task.queue_entry = self.queues.offer(task.id, queue)
+                task.offered_queue = queue
                 offered += 1
         return offered
 
-    def _route(self, task: Task, live: set[str]) -> str:
-        specialty = task.specialty or "general"
-        if specialty not in live and task.security_level == "standard" and live:
-            note = f"no live {specialty} agent: offered to general"
-            if note not in task.analysis.get("reasons", []):
-                task.analysis = {
-                    **task.analysis,
-                    "reasons": [*task.analysis.get("reasons", []), note],
-                }
-            specialty = "general"
-        return queue_name(specialty, task.security_level)
+    def reroute_offers(self) -> int:
+        """Move offers to the queue they belong on now that the live agents changed (a
+        specialist came up, the last one went away); ``offer_queued`` offers them again. An
+        agent that read the old entry meanwhile may still claim the task: PostgreSQL decides."""
+        with self.database.session() as session:
+            live = dispatch.live_agents(session, self.config, self.clock())
+            moved = dispatch.misrouted(session, live)
+            for task in moved:
+                self.queues.withdraw(task.offered_queue, task.queue_entry)
+                logger.info(
+                    "Task %s: offer moves from %s to %s",
+                    task.id,
+                    task.offered_queue,
+                    dispatch.route(task, live),
+                )
+                task.queue_entry = task.offered_queue = None
+        return len(moved)
 
     def send_outbox(self) -> int:
         with self.database.session() as session:

@@ -116,9 +116,13 @@ class TaskQueues:
 
     def ack(self, offer: Offer) -> None:
         """Remove an entry for good: its claim was confirmed or refused by the coordinator."""
+        self.withdraw(offer.queue, offer.entry_id)
+
+    def withdraw(self, queue: str, entry_id: str) -> None:
+        """Remove an entry, read or not (the coordinator offers the task on another queue)."""
         pipe = self.redis.pipeline()
-        pipe.xack(stream_key(offer.queue), GROUP, offer.entry_id)
-        pipe.xdel(stream_key(offer.queue), offer.entry_id)
+        pipe.xack(stream_key(queue), GROUP, entry_id)
+        pipe.xdel(stream_key(queue), entry_id)
         pipe.execute()
 
     def depth(self) -> dict[str, int]:

@@ -14,6 +14,7 @@ from coordinator_app import (
     agents,
     audit,
     autoscaler,
+    dispatch,
     ratelimit,
     scaling,
     served,
@@ -100,6 +101,7 @@ def overview():
         task_states=list(TaskState),
         agents=states.values(),
         depth=depth,
+        unclaimable=dispatch.waiting_without_taker(session, ccc.config, utcnow()),
         now=utcnow(),
     )
 
@@ -135,9 +137,14 @@ def task_detail(task_id: int):
     tests = (task.result or {}).get("tests") or next(
         (e.data for e in reversed(events) if e.kind == "tests"), None
     )
+    unclaimable = None
+    if task.state == TaskState.QUEUED.value:
+        live = dispatch.live_agents(session, services().config, utcnow())
+        unclaimable = dispatch.unclaimable(task, live)
     return render_template(
         "admin/task.html",
         task=task,
+        unclaimable=unclaimable,
         events=events,
         tests_status=test_results.status(tests),
         tests_line=test_results.describe(tests),

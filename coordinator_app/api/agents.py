@@ -6,7 +6,7 @@ from flask import request, url_for
 from sqlalchemy import func, select
 
 from coordinator_app import agents as registry
-from coordinator_app import audit, tasks
+from coordinator_app import audit, dispatch, tasks
 from coordinator_app.api import bp
 from coordinator_app.api.schemas import agent_json, json_body, paginate, task_json, typed
 from coordinator_app.auth import current_principal, require
@@ -206,7 +206,8 @@ def agent_tasks(agent_id: int):
 @bp.get("/queues")
 @require("admin", "agent")
 def queue_depths():
-    """Tasks waiting per specialty: in PostgreSQL (truth) and in Redis (offered)."""
+    """Tasks waiting per specialty: in PostgreSQL (truth) and in Redis (offered); for admins,
+    also the queued tasks no live agent may take (``unclaimable``), with the reason."""
     session = get_session()
     queued = dict(
         session.execute(
@@ -215,4 +216,8 @@ def queue_depths():
             .group_by(Task.specialty)
         ).all()
     )
-    return {"queued": queued, "offered": services().queues.depth()}
+    answer = {"queued": queued, "offered": services().queues.depth()}
+    if current_principal().kind == "admin":
+        waiting = dispatch.waiting_without_taker(session, services().config, utcnow())
+        answer["unclaimable"] = [{"task_id": t.id, "reason": why} for t, why in waiting]
+    return answer

@@ -16,6 +16,7 @@ from coordinator_app.config import CoordinatorConfig
 from coordinator_app.models import AdminUser
 from simulators.github.config import SimulatorConfig
 from simulators.github.testing import TOKENS, running_simulator, sample_seed
+from simulators.server import BackgroundServer
 
 WEBHOOK_SECRET = "test-webhook-secret"
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -171,6 +172,13 @@ class AgentHandle:
         )
         assert answer.status_code == 200, answer.json
         return answer.json
+
+
+@pytest.fixture
+def server(app):
+    """The coordinator served over HTTP on loopback (for the admin pages and browsers)."""
+    with BackgroundServer(app) as running:
+        yield running
 
 
 @pytest.fixture

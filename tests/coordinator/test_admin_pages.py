@@ -9,17 +9,10 @@ import tempfile
 import pytest
 import requests
 
-from simulators.server import BackgroundServer
 from tests.coordinator.conftest import ADMIN_PASSWORD
 from tests.coordinator.test_api_tasks import create
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-
-@pytest.fixture
-def server(app):
-    with BackgroundServer(app) as running:
-        yield running
 
 
 @pytest.fixture
