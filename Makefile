@@ -14,7 +14,7 @@ TEST_DEBS := postgresql redis-server git bubblewrap tinyproxy socat python3-pyte
 LAB_DEBS := systemd-container debootstrap apt-cacher-ng openssh-client
 PYTEST_ARGS ?=
 
-.PHONY: help control setup lab-deps test test-fast lint demo demo-local demo-stop clean
+.PHONY: help control setup lab-deps test test-fast test-faults lint demo demo-local demo-stop clean
 
 help:
 	@echo "make demo       the main job: lab hosts provisioned by site.yml turn issues into PRs"
@@ -23,6 +23,7 @@ help:
 	@echo "make test       install what the tests need and run them all (what CI runs)"
 	@echo "make control    a control node only: Ansible and what the playbooks need (.venv)"
 	@echo "make test-fast  the tests without the slow ones (lab hosts, end to end)"
+	@echo "make test-faults  the fault suite on lab hosts (crashes, cuts, restarts; ~25 min)"
 	@echo "make lint       ruff check and format check"
 	@echo "make lab-deps   the Debian packages the lab hosts need"
 	@echo "make clean      remove the virtualenv and build files"
@@ -52,7 +53,11 @@ lab-deps:
 	@scripts/ensure-debian-packages.sh $(LAB_DEBS)
 
 test: setup lab-deps
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
+
+# One fault after another on one lab cluster (~25 min); docs/RELIABILITY.md has the figures.
+test-faults: setup lab-deps
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m faults -s tests/faults $(PYTEST_ARGS)
 
 test-fast: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)

@@ -70,10 +70,11 @@ def demo_spec(prefix: str = "lab") -> LabSpec:
 
 @dataclass
 class Timing:
-    """Lease and heartbeat of the lab cluster: short, so a crashed agent's task moves on fast."""
+    """Lease and heartbeat of the lab cluster; None: the roles' shipped defaults (a lab
+    measures failover as production has it)."""
 
-    lease_seconds: int = 15
-    heartbeat_seconds: int = 3
+    lease_seconds: int | None = None
+    heartbeat_seconds: int | None = None
     # Agents' warm-stop grace for running tasks (stop_timeout_seconds); None: theirs (90 s).
     stop_seconds: int | None = None
 
@@ -159,7 +160,13 @@ class LabCluster(DemoCluster):
     def extra_vars(self, claude_key: str) -> dict:
         """The site-specific settings site.yml gets on top of the lab's group_vars."""
         api = f"{self.urls['github']}/api/v3"
-        agent_settings: dict = {"heartbeat_seconds": self.timing.heartbeat_seconds}
+        agent_settings: dict = {}
+        timing: dict = {}
+        if self.timing.heartbeat_seconds is not None:
+            agent_settings["heartbeat_seconds"] = self.timing.heartbeat_seconds
+            timing["coordinator_heartbeat_seconds"] = self.timing.heartbeat_seconds
+        if self.timing.lease_seconds is not None:
+            timing["coordinator_lease_seconds"] = self.timing.lease_seconds
         if self.timing.stop_seconds is not None:
             agent_settings["stop_timeout_seconds"] = self.timing.stop_seconds
         if self.agent_limits:
@@ -175,8 +182,7 @@ class LabCluster(DemoCluster):
             "coordinator_webhook_secret": self.webhook_secret,
             "coordinator_admin_password": self.admin_password,
             "agent_coordinator_admin_password": self.admin_password,
-            "coordinator_lease_seconds": self.timing.lease_seconds,
-            "coordinator_heartbeat_seconds": self.timing.heartbeat_seconds,
+            **timing,
             "agent_anthropic_base_url": self.urls["claude"],
             "agent_anthropic_api_key": claude_key,
             "agent_settings": agent_settings,

@@ -42,6 +42,12 @@ def test_extra_vars_point_the_cluster_at_the_simulators(tmp_path):
     assert extra["coordinator_admin_password"] == extra["agent_coordinator_admin_password"]
     assert extra["coordinator_lease_seconds"] == 20
     assert extra["agent_settings"] == {"heartbeat_seconds": 4}
+    # Without a timing of its own a lab runs the roles' shipped lease and heartbeat.
+    shipped = LabCluster(config=LabConfig(state_dir=tmp_path))
+    shipped.urls, shipped.app_key_file = cluster.urls, cluster.app_key_file
+    plain = shipped.extra_vars("sk-key")
+    assert not {"coordinator_lease_seconds", "coordinator_heartbeat_seconds"} & set(plain)
+    assert plain["agent_settings"] == {}
     # The seed repository's tests need pytest on the agents: the role's default gives it.
     assert "agent_packages" not in extra and "agent_toolchain_packages" not in extra
     defaults = yaml.safe_load((PROJECT / "roles/agent/defaults/main.yml").read_text())

@@ -1,7 +1,8 @@
 """End to end on lab hosts: site.yml converges one cluster for the module, issues become PRs.
 
 Three hosts as in `ccc-demo --lab` (t1: PostgreSQL, Redis, coordinator; t2: backend + general;
-t3: documentation + testing + general), the simulators on the test bridge, a 15 s lease. Each
+t3: documentation + testing + general), the simulators on the test bridge, the shipped lease
+and heartbeat. The full fault suite is tests/faults (make test-faults). Each
 test files its own issues; the slow ones use a scripted conversation that pauses in bash so a
 fault can strike mid-task.
 """
@@ -14,16 +15,25 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 from lab.demo_cluster import ISSUES, MAINTAINER, REPO, task_seconds
-from lab.demo_lab import LabCluster, Timing, demo_spec
+from lab.demo_lab import Timing, demo_spec
 from lab.testing import isolated_config, lab_cluster, skip_reason
 from tests import redteam
+from tests.lab_checks import (
+    MEMO,
+    agent_states,
+    assert_one_pull_request,
+    memo,
+    pulls_for,
+    running_task,
+    task_of,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab]
 
@@ -32,27 +42,6 @@ BOT = "claude-code-cluster[bot]"  # the demo seed's App
 HAPPY_PATH = [
     "pending", "analyzing", "queued", "assigned", "in_progress", "testing", "review", "completed",
 ]  # fmt: skip
-# "Keep a memo for TAG (pause N)": sleep N seconds in bash, then write memos/TAG.txt.
-MEMO = {
-    "name": "e2e-memo",
-    "match": {"prompt": r"(?i)keep a memo for (?P<tag>[a-z0-9-]+) \(pause (?P<pause>\d+)\)"},
-    "turns": [
-        [{"tool_use": {"name": "bash", "input": {"command": "sleep ${pause}; echo paused"}}}],
-        [
-            {
-                "tool_use": {
-                    "name": "str_replace_based_edit_tool",
-                    "input": {
-                        "command": "create",
-                        "path": "memos/${tag}.txt",
-                        "file_text": "A memo for ${tag}.\n",
-                    },
-                }
-            }
-        ],
-        ["Wrote the memo."],
-    ],
-}
 # Review feedback on any PR: one more file on the same branch.
 REVIEW = {
     "name": "e2e-review",
@@ -88,65 +77,10 @@ def cluster(tmp_path_factory):
         [MEMO, REVIEW, redteam.SCENARIO],
         demo_spec(config.host_prefix),
         config,
-        timing=Timing(lease_seconds=15, heartbeat_seconds=3),
+        timing=Timing(),  # the shipped lease and heartbeat: failover as production has it
         agent_limits=redteam.AGENT_LIMITS,
     ) as cluster:
         yield cluster
-
-
-def memo(cluster: LabCluster, tag: str, pause: int) -> int:
-    """File a memo issue (routed to `general`: both agents may take it)."""
-    return cluster.file_issue(f"Keep a memo for {tag} (pause {pause})", "Please.", ["claude"])
-
-
-def task_of(cluster: LabCluster, number: int) -> dict | None:
-    """The newest task of issue ``number`` (None before the webhook made one)."""
-    return next((t for t in cluster.tasks() if t["issue_number"] == number), None)
-
-
-def wait_until(what: str, probe: Callable[[], object], timeout: float = 120) -> object:
-    """Poll ``probe`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def running_task(cluster: LabCluster, number: int) -> dict:
-    """Wait until issue ``number``'s task runs on an agent (in_progress)."""
-
-    def probe() -> dict | None:
-        task = task_of(cluster, number)
-        return task if task and task["state"] == "in_progress" else None
-
-    return wait_until(f"#{number} in progress", probe)  # type: ignore[return-value]
-
-
-def pulls_for(cluster: LabCluster, branch: str) -> list:
-    """Every PR (open or closed) whose head is ``branch``."""
-    repo = cluster.github().get_repo(REPO)
-    return [pull for pull in repo.get_pulls(state="all") if pull.head.ref == branch]
-
-
-def agent_states(cluster: LabCluster) -> dict[str, str]:
-    """Agent name -> state, as the coordinator derives it."""
-    return {a["name"]: a["state"] for a in cluster.api("GET", "/api/v1/agents")["items"]}
-
-
-def assert_one_pull_request(cluster: LabCluster, number: int, *paths: str) -> dict:
-    """Issue ``number`` has one task, completed, with one PR whose branch holds ``paths``."""
-    (task,) = cluster.wait([number], 180)
-    assert task["state"] == "completed", task
-    tasks = [t for t in cluster.tasks() if t["issue_number"] == number]
-    assert [t["id"] for t in tasks] == [task["id"]]
-    (pull,) = pulls_for(cluster, task["branch"])
-    assert pull.number == task["pr_number"]
-    changed = {f.filename for f in pull.get_files()}
-    assert set(paths) <= changed, changed
-    return task
 
 
 def test_every_demo_issue_becomes_one_pull_request(cluster):
