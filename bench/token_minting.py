@@ -96,7 +96,7 @@ class Claimer:
         self.client.post(
             f"/api/v1/tasks/{offer.task_id}/result",
             json={"outcome": "failed", "error": "benchmark", "permanent": True},
-            headers=self.agent,
+            headers={**self.agent, "X-Task-Attempt": answer.json["attempt"]},
         )
         return elapsed
 
