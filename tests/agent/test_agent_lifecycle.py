@@ -155,3 +155,26 @@ def test_a_run_whose_lease_was_reaped_stops_unpushed_and_the_next_attempt_runs_a
         # after it, by the same agent, and one completion.
         states = [h["to"] for h in done["history"]]
         assert states.count("assigned") == 2 and states.count("completed") == 1, states
+
+
+def test_a_stuck_report_does_not_cost_the_lease(cluster_factory, monkeypatch):
+    """Heartbeats share no thread or lock with the work: a progress report hanging for longer
+    than the lease (5 s here) leaves the task with its agent, in its first attempt."""
+    from agent_app.coordinator_client import CoordinatorClient
+
+    events = CoordinatorClient.events
+    stuck = []
+
+    def hangs_once(self, task_id, attempt, batch):
+        if not stuck:
+            stuck.append(task_id)
+            time.sleep(8)
+        return events(self, task_id, attempt, batch)
+
+    monkeypatch.setattr(CoordinatorClient, "events", hangs_once)
+    with cluster_factory([slow(1)]) as cluster:
+        cluster.agent()
+        number = cluster.label_issue("Slow work 1s", "take your time")
+        done = cluster.wait_for(number, timeout=60)
+        assert stuck, "no progress report was held up"
+        assert done["state"] == "completed" and done["attempts"] == 1, done["history"]
