@@ -162,39 +162,28 @@ def test_crash_of_an_agent_host(cluster):
     cluster.lab.restart(victim)
 
 
-def test_network_cut_of_an_agent_host_and_heal(cluster):
-    number = memo(cluster, "cut", 40)
+@pytest.mark.parametrize(
+    ("fault", "strike", "undo"),
+    [
+        ("network cut of an agent host", "cut", "heal"),
+        ("freeze of an agent host", "freeze", "thaw"),
+    ],
+    ids=["network-cut-and-heal", "freeze-and-thaw"],
+)
+def test_an_agent_host_out_of_touch_and_back(cluster, fault, strike, undo):
+    number = memo(cluster, strike, 40)
     victim = running_task(cluster, number)["agent"]
-    cut = time.monotonic()
-    cluster.lab.cut(victim)
+    struck = time.monotonic()
+    getattr(cluster.lab, strike)(victim)
     try:
         moved = wait_until("the task elsewhere", lambda: moved_off(cluster, number, victim), 90)
-        figure("network cut of an agent host", time.monotonic() - cut, f"(on {moved['agent']})")
+        figure(fault, time.monotonic() - struck, f"(on {moved['agent']})")
     finally:
-        cluster.lab.heal(victim)
-    task = assert_one_clean_run(cluster, number, "cut")
-    # The cut agent learnt on its first heartbeat after the heal that its attempt was over,
-    # and stopped without pushing.
-    log = wait_until(
-        "the cut agent to stop its run", lambda: stopped_run_logged(cluster, victim), 120
-    )
-    assert f"Task {task['id']}: attempt over" in log, log[-3000:]
-
-
-def test_freeze_and_thaw_of_an_agent_host(cluster):
-    number = memo(cluster, "freeze", 40)
-    victim = running_task(cluster, number)["agent"]
-    frozen = time.monotonic()
-    cluster.lab.freeze(victim)
-    try:
-        moved = wait_until("the task elsewhere", lambda: moved_off(cluster, number, victim), 90)
-        figure("freeze of an agent host", time.monotonic() - frozen, f"(on {moved['agent']})")
-    finally:
-        cluster.lab.thaw(victim)
-    task = assert_one_clean_run(cluster, number, "freeze")
-    log = wait_until(
-        "the thawed agent to stop its run", lambda: stopped_run_logged(cluster, victim), 120
-    )
+        getattr(cluster.lab, undo)(victim)
+    task = assert_one_clean_run(cluster, number, strike)
+    # Back in touch, the agent learnt from its first heartbeat that its attempt was over, and
+    # stopped without pushing.
+    log = wait_until("the agent to stop its run", lambda: stopped_run_logged(cluster, victim), 120)
     assert f"Task {task['id']}: attempt over" in log, log[-3000:]
 
 
