@@ -11,6 +11,7 @@ import requests
 
 from agent_app.exceptions import AttemptOver, CoordinatorRefused, CoordinatorUnavailable
 from agent_app.redaction import Redactor
+from coordinator_app.json_input import storable
 
 logger = logging.getLogger(__name__)
 TOKEN_MARGIN_SECONDS = 60  # renew the bearer token this long before it expires
@@ -71,9 +72,9 @@ class CoordinatorClient:
         for retry in range(2):
             token = self._authenticate()
             try:
-                return self._send(
-                    method, path, self._redact.scrub(json), token, headers, timeout or self._timeout
-                )
+                # Test output and model text may hold NULs, which the coordinator refuses.
+                body = storable(self._redact.scrub(json))
+                return self._send(method, path, body, token, headers, timeout or self._timeout)
             except CoordinatorRefused as exc:
                 if attempt and (exc.status == 403 or exc.code == "attempt_over"):
                     # Not ours any more (reaped, cancelled, done) or another attempt's now.

@@ -203,8 +203,9 @@ class Executor:
                 }
             )
             if not calls:
-                conversation.summary = text
-                return text
+                # It becomes a commit message (a git argument) and a PR body: no NULs.
+                conversation.summary = text.replace("\0", "\ufffd")
+                return conversation.summary
             conversation.messages.append({"role": "user", "content": results})
 
     def _check(self, budget: Budget, usage: Usage, deadline: float, cancel: threading.Event):

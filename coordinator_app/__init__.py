@@ -25,7 +25,17 @@ def create_app(
     ``config`` is a ready config, or overrides applied on top of file and environment settings;
     ``gateway`` replaces the GitHub gateway (tests pass one bound to the simulator).
     """
-    from coordinator_app import admin, api, db, errors, github_auth, health, metrics, webhooks
+    from coordinator_app import (
+        admin,
+        api,
+        db,
+        errors,
+        github_auth,
+        health,
+        metrics,
+        routing,
+        webhooks,
+    )
     from coordinator_app.autoscaler import Autoscaler
     from coordinator_app.github_gateway import GitHubGateway
     from coordinator_app.processor import Processor
@@ -38,6 +48,8 @@ def create_app(
         raise ConfigError("secret_key must be set (16+ characters): it signs tokens and sessions")
 
     app = Flask(__name__)
+    # Every <int:...> in a path is a row's id: out of PostgreSQL's range it is a 400, not a 500.
+    app.url_map.converters["int"] = routing.IdConverter
     app.config.update(
         SECRET_KEY=config.secret_key,
         MAX_CONTENT_LENGTH=config.max_webhook_bytes,

@@ -10,6 +10,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from coordinator_app.db import INT_MAX
+
 LABEL_WEIGHT, PATH_WEIGHT, KEYWORD_WEIGHT = 10, 3, 1
 MIN_SCORE = 2  # below this, the issue goes to a generalist
 
@@ -139,7 +141,8 @@ PATH_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 PATH_MENTION = re.compile(
     r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.[a-zA-Z]{1,5}|(?:[\w.-]+/)+)(?![\w/])"
 )
-DEPENDENCY = re.compile(r"\b(?:depends\s+on|blocked\s+by)\s+#(\d+)", re.IGNORECASE)
+# An issue number fits the tasks' integer column; "#" and more digits than that name no issue.
+DEPENDENCY = re.compile(r"\b(?:depends\s+on|blocked\s+by)\s+#([0-9]{1,10})\b", re.IGNORECASE)
 HIGH_COMPLEXITY = (
     "refactor",
     "redesign",
@@ -221,7 +224,7 @@ def analyze(
         if label.lower() in lowered_labels:
             security_level = level
             reasons.append(f"label '{label}' → security level {level}")
-    depends_on = sorted({int(n) for n in DEPENDENCY.findall(text)})
+    depends_on = sorted({n for n in map(int, DEPENDENCY.findall(text)) if 0 < n <= INT_MAX})
     if depends_on:
         reasons.append("waits for " + ", ".join(f"#{n}" for n in depends_on))
     return Analysis(specialty, complexity, security_level, depends_on, reasons, dict(scores))

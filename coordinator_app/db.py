@@ -9,6 +9,11 @@ from flask import current_app, g
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+# The largest values of PostgreSQL's integer and bigint columns. A number beyond makes
+# PostgreSQL fail rather than find nothing, so input is checked against these at the edge.
+INT_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
+
 
 class Database:
     """Holds the engine and session factory for one database URL."""

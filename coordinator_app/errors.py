@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g, jsonify, request
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from coordinator_app.exceptions import CoordinatorError, RateLimited
@@ -32,6 +33,7 @@ def _code(status: int) -> str:
         413: "too_large",
         415: "unsupported_media_type",
         429: "rate_limited",
+        503: "unavailable",
     }.get(status, "server_error")
 
 
@@ -57,6 +59,16 @@ def register_error_handlers(app: Flask) -> None:
             return exc
         return error_response(exc.code or 500, exc.description or exc.name)
 
+    @app.errorhandler(OperationalError)
+    def _database_unavailable(exc: OperationalError):
+        # PostgreSQL restarting or out of reach: the caller tries again (agents do), no trace.
+        _rollback()
+        logger.warning("Database unavailable on %s %s: %s", request.method, request.path,
+                       str(exc.orig or exc).splitlines()[0])  # fmt: skip
+        response = error_response(503, "the database is unavailable; try again shortly")
+        response.headers["Retry-After"] = "5"
+        return response
+
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         _rollback()
@@ -67,4 +79,7 @@ def register_error_handlers(app: Flask) -> None:
 def _rollback() -> None:
     session = g.get("db_session")
     if session is not None:
-        session.rollback()
+        try:
+            session.rollback()
+        except SQLAlchemyError:  # the connection is gone with the database; the pool knows
+            logger.debug("rollback after an error failed", exc_info=True)

@@ -284,4 +284,9 @@ class Intake:
             )
             .limit(1)
         )
-        return done is not None or self.gateway.issue_is_closed(repository, number)
+        if done is not None:
+            return True
+        try:
+            return self.gateway.issue_is_closed(repository, number)
+        except github.UnknownObjectException:
+            return True  # no such issue (a typo, another repository's number): nothing to await

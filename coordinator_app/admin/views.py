@@ -15,6 +15,7 @@ from coordinator_app import (
     audit,
     autoscaler,
     dispatch,
+    json_input,
     ratelimit,
     scaling,
     served,
@@ -23,7 +24,7 @@ from coordinator_app import (
 )
 from coordinator_app.admin import bp
 from coordinator_app.auth import admin_fingerprint
-from coordinator_app.db import get_session
+from coordinator_app.db import INT_MAX, get_session
 from coordinator_app.exceptions import CoordinatorError, RateLimited
 from coordinator_app.models import (
     AdminUser,
@@ -58,7 +59,9 @@ def login():
         except RateLimited:
             flash("Too many log-in attempts; wait a minute.")
             return render_template("admin/login.html"), 429
-        user = session.scalar(select(AdminUser).where(AdminUser.username == username))
+        user = None
+        if not json_input.UNSTORABLE.search(username):  # else no one's, and PostgreSQL's error
+            user = session.scalar(select(AdminUser).where(AdminUser.username == username))
         password = request.form.get("password", "")
         matches = check_password_hash(user.password_hash if user else _NO_SUCH_USER_HASH, password)
         if user and matches:
@@ -109,9 +112,11 @@ def overview():
 @bp.get("/tasks")
 @login_required
 def task_list():
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = min(max(request.args.get("page", 1, type=int), 1), INT_MAX)
     query = select(Task).order_by(Task.id.desc())
     state = request.args.get("state")
+    if state not in {s.value for s in TaskState}:
+        state = None  # all tasks, rather than none or an error
     if state:
         query = query.where(Task.state == state)
     items = get_session().scalars(query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()

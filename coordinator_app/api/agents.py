@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from flask import request, url_for
+import redis
+from flask import url_for
 from sqlalchemy import func, select
 
 from coordinator_app import agents as registry
 from coordinator_app import audit, dispatch, tasks
 from coordinator_app.api import bp
-from coordinator_app.api.schemas import agent_json, json_body, paginate, task_json, typed
+from coordinator_app.api.operations import AGENT_CHANGES, json_body, paginate, query_args, typed
+from coordinator_app.api.schemas import agent_json, task_json
 from coordinator_app.auth import current_principal, require
 from coordinator_app.db import get_session
 from coordinator_app.exceptions import Conflict, Forbidden, InvalidRequest, NotFound
@@ -55,13 +57,13 @@ def list_agents():
 @require("admin")
 def register_agent():
     """Register an agent; the answer carries its key, shown this once."""
-    data = json_body("name", "specialties")
+    data = json_body()
     spec = registry.AgentSpec(
-        name=typed(data, "name", str),
-        specialties=typed(data, "specialties", list),
-        max_tasks=typed(data, "max_tasks", int, 1),
-        clearance=typed(data, "clearance", str, "standard"),
-        capabilities=typed(data, "capabilities", list, []),
+        name=data["name"],
+        specialties=data["specialties"],
+        max_tasks=data.get("max_tasks", 1),
+        clearance=data.get("clearance", "standard"),
+        capabilities=data.get("capabilities", []),
     )
     session = get_session()
     agent, key = registry.register_agent(session, spec)
@@ -92,16 +94,7 @@ def update_agent(agent_id: int):
     """Change an agent's settings, or drain it (``draining: true``) for maintenance."""
     agent = _agent_or_404(agent_id)
     data = json_body()
-    changes = {}
-    for key, kind in (
-        ("draining", bool),
-        ("max_tasks", int),
-        ("clearance", str),
-        ("specialties", list),
-        ("capabilities", list),
-    ):
-        if key in data:
-            changes[key] = typed(data, key, kind)
+    changes = {key: data[key] for key in AGENT_CHANGES["properties"] if key in data}
     if not changes:
         raise InvalidRequest("nothing to change")
     candidate = registry.AgentSpec(
@@ -126,7 +119,7 @@ def deregister_agent(agent_id: int):
     agent = _agent_or_404(agent_id)
     session = get_session()
     running = registry.running_tasks(session, agent)
-    if running and request.args.get("handback") not in {"1", "true"}:
+    if running and query_args().get("handback") not in {"1", "true"}:
         raise Conflict(
             f"agent {agent.name} holds {len(running)} task(s); drain it first or pass handback=1"
         )
@@ -206,7 +199,8 @@ def agent_tasks(agent_id: int):
 @bp.get("/queues")
 @require("admin", "agent")
 def queue_depths():
-    """Tasks waiting per specialty: in PostgreSQL (truth) and in Redis (offered); for admins,
+    """Tasks waiting per specialty: in PostgreSQL (truth) and in Redis (offered; null while
+    Redis is unreachable); for admins,
     also the queued tasks no live agent may take (``unclaimable``), with the reason."""
     session = get_session()
     queued = dict(
@@ -216,7 +210,11 @@ def queue_depths():
             .group_by(Task.specialty)
         ).all()
     )
-    answer = {"queued": queued, "offered": services().queues.depth()}
+    try:
+        offered = services().queues.depth()
+    except redis.RedisError:  # PostgreSQL's counts still tell the truth
+        offered = None
+    answer = {"queued": queued, "offered": offered}
     if current_principal().kind == "admin":
         waiting = dispatch.waiting_without_taker(session, services().config, utcnow())
         answer["unclaimable"] = [{"task_id": t.id, "reason": why} for t, why in waiting]

@@ -8,7 +8,7 @@ from werkzeug.security import check_password_hash
 from coordinator_app import agents as registry
 from coordinator_app import audit
 from coordinator_app.api import bp
-from coordinator_app.api.schemas import json_body, typed
+from coordinator_app.api.operations import json_body
 from coordinator_app.auth import admin_fingerprint, agent_fingerprint, issue_token
 from coordinator_app.db import get_session
 from coordinator_app.exceptions import Unauthorized
@@ -22,9 +22,9 @@ _DUMMY_HASH = "scrypt:32768:8:1$GtOPC3VjR2lQNwhg$" + "0" * 128
 @bp.post("/agents/token")
 def agent_token():
     """Exchange an agent's name and key for a short-lived bearer token."""
-    data = json_body("name", "key")
+    data = json_body()
     session = get_session()
-    agent = registry.authenticate_agent(session, typed(data, "name", str), typed(data, "key", str))
+    agent = registry.authenticate_agent(session, data["name"], data["key"])
     audit.record(session, f"agent:{agent.name}", "token", agent.name)
     session.commit()
     return {
@@ -36,13 +36,10 @@ def agent_token():
 @bp.post("/auth/token")
 def admin_token():
     """Exchange an admin's username and password for a short-lived bearer token."""
-    data = json_body("username", "password")
+    data = json_body()
     session = get_session()
-    admin = session.scalar(
-        select(AdminUser).where(AdminUser.username == typed(data, "username", str))
-    )
-    password = typed(data, "password", str)
-    if not check_password_hash(admin.password_hash if admin else _DUMMY_HASH, password) or (
+    admin = session.scalar(select(AdminUser).where(AdminUser.username == data["username"]))
+    if not check_password_hash(admin.password_hash if admin else _DUMMY_HASH, data["password"]) or (
         admin is None
     ):
         raise Unauthorized("unknown user or wrong password")

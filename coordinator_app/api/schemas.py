@@ -1,26 +1,102 @@
-"""JSON shapes of the API's objects, and request-body helpers."""
+"""JSON shapes of the API's objects: each serializer beside the JSON Schema of what it returns.
+
+The schemas are the OpenAPI document's components (``COMPONENTS``); the fuzz tests check every
+answer against them.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from flask import request, url_for
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
-
-from coordinator_app.exceptions import InvalidRequest
+from coordinator_app.config import SPECIALTIES
+from coordinator_app.db import INT_MAX
+from coordinator_app.json_input import nullable
 from coordinator_app.models import Agent, ProgressEvent, Task, TaskTransition
-from coordinator_app.states import AgentState
+from coordinator_app.states import AgentState, TaskKind, TaskState
 
-MAX_PER_PAGE = 100
+# Building blocks ---------------------------------------------------------------------------
+
+ID = {"type": "integer", "minimum": 1, "maximum": INT_MAX}
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+NUMBER = {"type": "number"}
+BOOLEAN = {"type": "boolean"}
+OBJECT = {"type": "object"}
+TIME = {"type": "string", "format": "date-time"}
+STRINGS = {"type": "array", "items": STRING}
+
+
+def ref(name: str) -> dict:
+    """A reference to ``COMPONENTS[name]`` in the OpenAPI document."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def record(**properties: dict) -> dict:
+    """An object that always has all of ``properties`` (and may grow more)."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def extended(schema: dict, **properties: dict) -> dict:
+    """``schema`` (a ``record``) with more ``properties``, all of them always there."""
+    return record(**schema["properties"], **properties)
+
+
+def page(item: str) -> dict:
+    """A page of a collection of ``COMPONENTS[item]`` (what ``paginate`` returns)."""
+    return record(
+        items={"type": "array", "items": ref(item)},
+        _meta=record(page=ID, per_page=INTEGER, total_items=INTEGER, total_pages=INTEGER),
+        _links=record(self=STRING, next=nullable(STRING), prev=nullable(STRING)),
+    )
 
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+# Tasks -------------------------------------------------------------------------------------
+
+TASK = record(
+    id=ID,
+    kind={"enum": [k.value for k in TaskKind]},
+    repository=STRING,
+    issue_number=INTEGER,
+    title=STRING,
+    state={"enum": [s.value for s in TaskState]},
+    specialty=nullable(STRING),
+    complexity=nullable(STRING),
+    security_level=STRING,
+    agent=nullable(STRING),
+    attempts=INTEGER,
+    branch=nullable(STRING),
+    pr_number=nullable(INTEGER),
+    pr_url=nullable(STRING),
+    input_tokens=INTEGER,
+    output_tokens=INTEGER,
+    cost_usd=NUMBER,
+    depends_on={"type": "array", "items": INTEGER},
+    parent_id=nullable(ID),
+    error=nullable(STRING),
+    created_at=TIME,
+    updated_at=TIME,
+    lease_expires_at=nullable(TIME),
+    retry_at=nullable(TIME),
+)
+TRANSITION = record(**{"from": nullable(STRING)}, to=STRING, actor=STRING, reason=STRING, at=TIME)
+TASK_DETAIL = extended(
+    TASK,
+    body=STRING,
+    requested_by=STRING,
+    budget=OBJECT,
+    analysis=OBJECT,
+    result=OBJECT,
+    history={"type": "array", "items": TRANSITION},
+)
+
+
 def task_json(task: Task, detail: bool = False) -> dict[str, Any]:
+    """``TASK``, or ``TASK_DETAIL`` with ``detail``."""
     data = {
         "id": task.id,
         "kind": task.kind,
@@ -71,11 +147,66 @@ def transition_json(t: TaskTransition) -> dict[str, Any]:
     }
 
 
+# What a claim hands the agent: the task, the attempt its reports name, the GitHub grant.
+GRANT = record(
+    token=STRING,
+    expires_at=nullable(TIME),
+    repository=STRING,
+    permissions=nullable({"type": "object", "additionalProperties": STRING}),
+    api_url=STRING,
+    branch=nullable(STRING),
+    author=record(name=STRING, email=STRING),
+    co_authors=STRINGS,
+    requester=nullable(STRING),
+)
+CLAIMED_TASK = extended(TASK_DETAIL, attempt=STRING, github=GRANT)
+
+EVENT = record(id=ID, kind=STRING, data=OBJECT, at=TIME)
+EVENTS_ADDED = record(
+    accepted=INTEGER, input_tokens=INTEGER, output_tokens=INTEGER, cost_usd=NUMBER
+)
+
+
 def event_json(e: ProgressEvent) -> dict[str, Any]:
+    """``EVENT``."""
     return {"id": e.id, "kind": e.kind, "data": e.data, "at": iso(e.at)}
 
 
+# Agents ------------------------------------------------------------------------------------
+
+AGENT = record(
+    id=ID,
+    name=STRING,
+    state={"enum": [s.value for s in AgentState]},
+    error=nullable(STRING),
+    specialties=STRINGS,
+    capabilities=STRINGS,
+    clearance=STRING,
+    max_tasks=INTEGER,
+    running_tasks=INTEGER,
+    draining=BOOLEAN,
+    load=NUMBER,
+    version=nullable(STRING),
+    address=nullable(STRING),
+    last_heartbeat_at=nullable(TIME),
+    created_at=TIME,
+)
+# The agent's key is in the answers that create or rotate it, and in no other.
+REGISTERED_AGENT = extended(AGENT, key=STRING)
+AGENT_KEY = record(id=ID, name=STRING, key=STRING)
+HEARTBEAT_ANSWER = record(
+    renewed={"type": "array", "items": ID},
+    stop={"type": "array", "items": INTEGER},
+    drain=BOOLEAN,
+    lease_seconds=INTEGER,
+    heartbeat_seconds=INTEGER,
+    held={"type": "object", "additionalProperties": STRING},
+    cancelled={"type": "array", "items": INTEGER},
+)
+
+
 def agent_json(agent: Agent, state: AgentState, running: int) -> dict[str, Any]:
+    """``AGENT``."""
     return {
         "id": agent.id,
         "name": agent.name,
@@ -95,49 +226,77 @@ def agent_json(agent: Agent, state: AgentState, running: int) -> dict[str, Any]:
     }
 
 
-def json_body(*required: str) -> dict[str, Any]:
-    """The request's JSON object, with ``required`` keys present; 400 otherwise."""
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise InvalidRequest("expected a JSON object body with Content-Type: application/json")
-    missing = [key for key in required if key not in data]
-    if missing:
-        raise InvalidRequest(f"missing field(s): {', '.join(missing)}")
-    return data
+# The rest ----------------------------------------------------------------------------------
 
+TOKEN = record(token=STRING, token_type={"const": "Bearer"}, expires_in=INTEGER)
+AGENT_TOKEN = extended(TOKEN, agent_id=ID)
+COUNTS = {"type": "object", "additionalProperties": INTEGER}
+QUEUES = {
+    **record(queued=COUNTS, offered=nullable(COUNTS)),
+    "properties": {
+        "queued": COUNTS,
+        "offered": nullable(COUNTS),  # null while Redis is unreachable
+        # For admins only: queued tasks no live agent may take, and why.
+        "unclaimable": {"type": "array", "items": record(task_id=ID, reason=STRING)},
+    },
+}
+SCALING = record(
+    generated_at=TIME,
+    target_load=NUMBER,
+    max_wait_seconds=NUMBER,
+    floors=COUNTS,
+    specialties={
+        "type": "object",
+        "propertyNames": {"enum": list(SPECIALTIES)},
+        "additionalProperties": record(
+            specialty=STRING,
+            queued=INTEGER,
+            oldest_wait_seconds=NUMBER,
+            agents=INTEGER,
+            agent_names=STRINGS,
+            slots=INTEGER,
+            running=INTEGER,
+            load=nullable(NUMBER),  # null: work queued and no agent to take it
+            desired=INTEGER,
+            delta=INTEGER,
+            reasons=STRINGS,
+        ),
+    },
+    agents={
+        "type": "array",
+        "items": record(
+            name=STRING,
+            specialties=STRINGS,
+            max_tasks=INTEGER,
+            running_tasks=INTEGER,
+            state=STRING,
+            draining=BOOLEAN,
+        ),
+    },
+)
+DOCUMENT = {"type": "object", "required": ["openapi", "info", "paths"]}
+ERROR = record(
+    error=record(status={"type": "integer", "minimum": 400}, code=STRING, message=STRING)
+)
 
-def typed(data: dict, key: str, kind: type, default: Any = None) -> Any:
-    """``data[key]`` if it has type ``kind`` (or is absent → ``default``); 400 otherwise."""
-    if key not in data:
-        return default
-    value = data[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise InvalidRequest(f"field {key} must be of type {kind.__name__}")
-    return value
-
-
-def paginate(session: Session, query: Select, endpoint: str, serialize, **params) -> dict:
-    """``{"items", "_meta", "_links"}`` for ``query`` at the request's ``page``/``per_page``."""
-    try:
-        page = max(int(request.args.get("page", 1)), 1)
-        per_page = min(max(int(request.args.get("per_page", 25)), 1), MAX_PER_PAGE)
-    except ValueError as exc:
-        raise InvalidRequest("page and per_page must be integers") from exc
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    items = session.scalars(query.limit(per_page).offset((page - 1) * per_page)).all()
-    pages = max((total + per_page - 1) // per_page, 1)
-
-    def link(p: int) -> str:
-        return url_for(endpoint, page=p, per_page=per_page, **params)
-
-    return {
-        "items": [serialize(item) for item in items],
-        "_meta": {"page": page, "per_page": per_page, "total_items": total, "total_pages": pages},
-        "_links": {
-            "self": link(page),
-            "next": link(page + 1) if page < pages else None,
-            "prev": link(page - 1) if page > 1 else None,
-        },
-    }
+COMPONENTS = {
+    "Task": TASK,
+    "TaskDetail": TASK_DETAIL,
+    "ClaimedTask": CLAIMED_TASK,
+    "TaskPage": page("Task"),
+    "Event": EVENT,
+    "EventPage": page("Event"),
+    "EventsAdded": EVENTS_ADDED,
+    "Agent": AGENT,
+    "AgentPage": page("Agent"),
+    "RegisteredAgent": REGISTERED_AGENT,
+    "AgentKey": AGENT_KEY,
+    "HeartbeatAnswer": HEARTBEAT_ANSWER,
+    "Grant": GRANT,
+    "Token": TOKEN,
+    "AgentToken": AGENT_TOKEN,
+    "Queues": QUEUES,
+    "Scaling": SCALING,
+    "Document": DOCUMENT,
+    "Error": ERROR,
+}

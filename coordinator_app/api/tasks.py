@@ -10,7 +10,14 @@ from sqlalchemy import select
 
 from coordinator_app import audit, grants, outbox, served, tasks, test_results
 from coordinator_app.api import bp
-from coordinator_app.api.schemas import event_json, json_body, paginate, task_json, typed
+from coordinator_app.api.operations import (
+    ATTEMPT_HEADER,
+    COST_LIMIT,
+    json_body,
+    paginate,
+    query_args,
+)
+from coordinator_app.api.schemas import event_json, task_json
 from coordinator_app.auth import current_principal, require
 from coordinator_app.db import get_session
 from coordinator_app.exceptions import (
@@ -22,7 +29,7 @@ from coordinator_app.exceptions import (
     Unavailable,
 )
 from coordinator_app.github_errors import classify
-from coordinator_app.github_gateway import is_pull_request_url
+from coordinator_app.github_gateway import Throttled, is_pull_request_url
 from coordinator_app.intake import Intake
 from coordinator_app.models import ProgressEvent, Task, utcnow
 from coordinator_app.services import services
@@ -34,8 +41,6 @@ logger = logging.getLogger(__name__)
 REPOSITORY_REFUSALS = {403, 404, 422}
 # States an agent may report while it works (completion and failure go through /result).
 AGENT_REPORTABLE = {TaskState.IN_PROGRESS, TaskState.TESTING, TaskState.REVIEW}
-MAX_EVENTS_PER_CALL = 100
-ATTEMPT_HEADER = "X-Task-Attempt"
 
 
 def _task_or_404(task_id: int, lock: bool = False) -> Task:
@@ -72,14 +77,9 @@ def _owned(task_id: int) -> Task:
 def list_tasks():
     """Tasks, newest first, filtered by state, repository, specialty or agent id."""
     query = select(Task).order_by(Task.id.desc())
-    filters = {}
-    for name in ("state", "repository", "specialty"):
-        if request.args.get(name):
-            filters[name] = request.args[name]
-            query = query.where(getattr(Task, name) == filters[name])
-    if request.args.get("agent_id"):
-        filters["agent_id"] = request.args["agent_id"]
-        query = query.where(Task.agent_id == int(filters["agent_id"]))
+    filters = {k: v for k, v in query_args().items() if k not in {"page", "per_page"}}
+    for name, value in filters.items():
+        query = query.where(getattr(Task, name) == value)
     return paginate(get_session(), query, "api.list_tasks", task_json, **filters)
 
 
@@ -87,28 +87,32 @@ def list_tasks():
 @require("admin")
 def create_task():
     """Create a task by hand (as a label would), analysed and queued like any other."""
-    data = json_body("repository", "issue_number", "title")
+    data = json_body()
     session = get_session()
     ccc = services()
     principal = current_principal()
-    repository = typed(data, "repository", str)
+    repository = data["repository"]
     if not served.is_served(session, ccc.config, repository):
         raise InvalidRequest(f"{repository} is not served by this cluster")
     task = tasks.create_task(
         session,
         ccc.config,
         repository=repository,
-        issue_number=typed(data, "issue_number", int),
-        title=typed(data, "title", str),
-        body=typed(data, "body", str, ""),
+        issue_number=data["issue_number"],
+        title=data["title"],
+        body=data.get("body", ""),
         requested_by=principal.name,
         reason=f"created by {principal.actor}",
     )
     if task is None:
         raise Conflict("the issue already has a live task")
-    Intake(session, ccc.config, ccc.gateway).analyze_and_queue(
-        task, typed(data, "labels", list, [])
-    )
+    try:  # the issues it depends on are looked up on GitHub
+        Intake(session, ccc.config, ccc.gateway).analyze_and_queue(task, data.get("labels", []))
+    except Exception as exc:
+        failure = exc if isinstance(exc, Throttled) else classify(exc)
+        if failure is None:
+            raise
+        raise Unavailable(f"no task now: {failure}") from exc  # rolled back; try again later
     audit.record(session, principal.actor, "task.create", str(task.id))
     session.commit()
     ccc.processor.notify()
@@ -139,8 +143,8 @@ def cancel_task(task_id: int):
     task = _task_or_404(task_id, lock=True)
     session = get_session()
     actor = current_principal().actor
-    reason = (request.get_json(silent=True) or {}).get("reason") or "cancelled by an admin"
-    tasks.cancel_task(session, task, actor=actor, reason=str(reason))
+    reason = json_body().get("reason") or "cancelled by an admin"
+    tasks.cancel_task(session, task, actor=actor, reason=reason)
     audit.record(session, actor, "task.cancel", str(task.id))
     session.commit()
     return task_json(task, detail=True)
@@ -193,7 +197,7 @@ def github_token(task_id: int):
     The request names the ``ref`` the agent will push: the task's own branch, and no other.
     """
     task = _owned(task_id)
-    ref = typed(json_body("ref"), "ref", str)
+    ref = json_body()["ref"]
     if ref != f"refs/heads/{task.branch}":
         raise Forbidden(f"task {task_id} may push refs/heads/{task.branch} only, not {ref}")
     session = get_session()
@@ -236,7 +240,7 @@ def release_task(task_id: int):
     task = _owned(task_id)
     session = get_session()
     principal = current_principal()
-    reason = str((request.get_json(silent=True) or {}).get("reason") or "handed back")
+    reason = json_body().get("reason") or "handed back"
     tasks.transition(session, task, TaskState.QUEUED, actor=principal.actor, reason=reason)
     audit.record(session, principal.actor, "task.release", str(task.id), reason=reason)
     session.commit()
@@ -254,10 +258,7 @@ def update_task(task_id: int):
     principal = current_principal()
     _apply_branch_fields(task, data)
     if "state" in data:
-        try:
-            state = TaskState(typed(data, "state", str))
-        except ValueError as exc:
-            raise InvalidRequest(f"unknown state {data['state']!r}") from exc
+        state = TaskState(data["state"])
         if state not in AGENT_REPORTABLE:
             raise InvalidRequest(
                 f"agents report {sorted(s.value for s in AGENT_REPORTABLE)} "
@@ -265,7 +266,7 @@ def update_task(task_id: int):
             )
         if state.value != task.state:
             tasks.transition(
-                session, task, state, actor=principal.actor, reason=str(data.get("reason") or "")
+                session, task, state, actor=principal.actor, reason=data.get("reason", "")
             )
     session.commit()
     return task_json(task)
@@ -275,11 +276,11 @@ def _apply_branch_fields(task: Task, data: dict) -> None:
     """The branch and pull request an agent reports, as they appear. A pull request URL is
     accepted only as the web page of the task's own repository's pull request: the admin
     pages and comments link to it."""
-    if "branch" in data and typed(data, "branch", str) != task.branch:
+    if "branch" in data and data["branch"] != task.branch:
         raise InvalidRequest(f"task {task.id} works on {task.branch}, not {data['branch']}")
-    for key, kind in (("pr_number", int), ("pr_url", str)):
+    for key in ("pr_number", "pr_url"):
         if key in data:
-            setattr(task, key, typed(data, key, kind))
+            setattr(task, key, data[key])
     if "pr_url" in data and not is_pull_request_url(
         task.pr_url, services().config.github_api_url, task.repository, task.pr_number
     ):
@@ -293,23 +294,20 @@ def _apply_branch_fields(task: Task, data: dict) -> None:
 def add_events(task_id: int):
     """Progress events (turns, tool calls, tests, tokens, cost); token and cost fields add up."""
     task = _owned(task_id)
-    data = json_body("events")
-    events = typed(data, "events", list)
-    if not 0 < len(events) <= MAX_EVENTS_PER_CALL:
-        raise InvalidRequest(f"send 1 to {MAX_EVENTS_PER_CALL} events per call")
+    events = json_body()["events"]
     session = get_session()
     for item in events:
-        if not isinstance(item, dict) or not isinstance(item.get("kind"), str):
-            raise InvalidRequest("each event needs a string kind and an optional data object")
-        payload = typed(item, "data", dict, {})
-        task.input_tokens += _count(payload, "input_tokens")
-        task.output_tokens += _count(payload, "output_tokens")
-        task.cost_usd = Decimal(task.cost_usd or 0) + Decimal(str(_amount(payload, "cost_usd")))
+        payload = item.get("data", {})
+        task.input_tokens += payload.get("input_tokens", 0)
+        task.output_tokens += payload.get("output_tokens", 0)
+        task.cost_usd = Decimal(task.cost_usd or 0) + Decimal(str(payload.get("cost_usd", 0)))
         session.add(
             ProgressEvent(
                 task_id=task.id, agent_id=task.agent_id, kind=item["kind"][:40], data=payload
             )
         )
+    if task.cost_usd >= COST_LIMIT:
+        raise InvalidRequest(f"the task's cost would reach ${COST_LIMIT:,}, more than it records")
     session.commit()
     return {
         "accepted": len(events),
@@ -319,30 +317,16 @@ def add_events(task_id: int):
     }
 
 
-def _count(payload: dict, key: str) -> int:
-    value = payload.get(key, 0)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidRequest(f"{key} must be a non-negative integer")
-    return value
-
-
-def _amount(payload: dict, key: str) -> float:
-    value = payload.get(key, 0)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-        raise InvalidRequest(f"{key} must be a non-negative number")
-    return float(value)
-
-
 @bp.post("/tasks/<int:task_id>/result")
 @require("agent")
 def finish_task(task_id: int):
     """The end of a run: ``completed`` (with the PR) or ``failed`` (with the error)."""
     task = _owned(task_id)
-    data = json_body("outcome")
+    data = json_body()
     session = get_session()
     ccc = services()
     principal = current_principal()
-    outcome = typed(data, "outcome", str)
+    outcome = data["outcome"]
     _apply_branch_fields(task, data)
     task.result = {k: data[k] for k in ("summary", "tests", "pushed_commit", "limit") if k in data}
     if outcome == "completed":
@@ -356,17 +340,15 @@ def finish_task(task_id: int):
             session, task, TaskState.COMPLETED, actor=principal.actor, reason=f"PR {task.pr_url}"
         )
         outbox.comment(session, task.repository, task.issue_number, _summary_comment(task))
-    elif outcome == "failed":
+    else:
         tasks.fail_task(
             session,
             ccc.config,
             task,
             actor=principal.actor,
-            error=str(data.get("error") or "the agent reported a failure"),
-            permanent=typed(data, "permanent", bool, False),
+            error=data.get("error") or "the agent reported a failure",
+            permanent=data.get("permanent", False),
         )
-    else:
-        raise InvalidRequest("outcome must be completed or failed")
     audit.record(session, principal.actor, f"task.{outcome}", str(task.id))
     session.commit()
     ccc.processor.notify()

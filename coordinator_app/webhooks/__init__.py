@@ -1,39 +1,37 @@
-"""``POST /webhooks/github``: verify, store, answer, and let the processor act after the commit."""
+"""``POST /webhooks/github``: verify, store, answer, and let the processor act after the commit.
+
+A signed delivery is GitHub's own, so what PostgreSQL cannot store in it (a NUL, an unpaired
+surrogate) is replaced by U+FFFD rather than refused: a refusal would lose the event for good,
+and no rule of the intake reads those characters. Malformed JSON, or a payload that lacks or
+mistypes what the intake reads (``payloads.py``), is refused with 400.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
+import re
 from urllib.parse import parse_qs
 
 from flask import Blueprint, request
 from sqlalchemy.dialects.postgresql import insert
 
-from coordinator_app import ratelimit
+from coordinator_app import json_input, ratelimit
 from coordinator_app.db import get_session
 from coordinator_app.errors import error_response
+from coordinator_app.exceptions import InvalidRequest
 from coordinator_app.models import WebhookDelivery
 from coordinator_app.services import services
+from coordinator_app.webhooks.payloads import VALIDATORS
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
 
 # GitHub's own cap on webhook payloads: more than this of a body too large is not even read.
 DRAIN_BYTES = 25 * 2**20
-# Events the intake acts on; others are acknowledged (202) and not stored.
-HANDLED_EVENTS = {
-    "ping",
-    "issues",
-    "issue_comment",
-    "pull_request",
-    "pull_request_review",
-    "pull_request_review_comment",
-    # The App's installations: which repositories the cluster serves.
-    "installation",
-    "installation_repositories",
-}
+# GitHub's delivery ids are GUIDs; the column holds 64 characters.
+DELIVERY_ID = re.compile(r"[\x21-\x7e]{1,64}")
 
 
 def signature_valid(secret: str, body: bytes, header: str | None) -> bool:
@@ -50,7 +48,13 @@ def _json_of(body: bytes) -> bytes | str:
     The signature covers the body as sent, so it is checked before this."""
     if request.mimetype != "application/x-www-form-urlencoded":
         return body
-    return parse_qs(body.decode(), strict_parsing=True, max_num_fields=10)["payload"][0]
+    try:
+        fields = parse_qs(body.decode(), strict_parsing=True, max_num_fields=10)
+    except ValueError as exc:  # undecodable, or not name=value pairs
+        raise InvalidRequest(f"malformed form body: {exc}") from exc
+    if "payload" not in fields:
+        raise InvalidRequest("a form-encoded delivery needs its payload field")
+    return fields["payload"][0]
 
 
 def _too_large(limit: int):
@@ -83,18 +87,15 @@ def github_webhook():
         return error_response(401, "missing or invalid X-Hub-Signature-256")
     event = request.headers.get("X-GitHub-Event", "")
     delivery_id = request.headers.get("X-GitHub-Delivery", "")
-    if not event or not delivery_id or len(delivery_id) > 64:
+    if not event or not DELIVERY_ID.fullmatch(delivery_id):
         return error_response(400, "X-GitHub-Event and X-GitHub-Delivery headers are required")
-    try:
-        payload = json.loads(_json_of(body))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return error_response(400, f"malformed JSON: {exc}")
-    except KeyError:
-        return error_response(400, "a form-encoded delivery needs its payload field")
+    payload = json_input.parse(_json_of(body))
     if not isinstance(payload, dict):
         return error_response(400, "malformed payload: expected a JSON object")
-    if event not in HANDLED_EVENTS:
+    if event not in VALIDATORS:
         return {"status": "ignored", "event": event}, 202
+    payload = json_input.storable(payload)
+    json_input.check(payload, VALIDATORS[event], "payload")
 
     session = get_session()
     # Dedupe on the delivery id in the insert itself: a redelivery (or the same delivery

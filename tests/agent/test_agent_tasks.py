@@ -351,3 +351,23 @@ def test_prompt_injection_reveals_no_secret(cluster_factory, monkeypatch):
             cluster.tmp / "agent-1" / "tasks" / f"task-{task['id']}" / "git" / "config"
         ).read_text()
         assert not any(token in workspace_git for token in minted)
+
+
+def test_a_nul_in_the_models_text_does_not_lose_the_result(cluster_factory):
+    """PostgreSQL cannot store NUL: the agent sends U+FFFD in its place, and the task ends."""
+    scenario = {
+        "name": "nul",
+        "match": {"prompt": "(?i)write a nul"},
+        "turns": [
+            [{"tool_use": {"name": "str_replace_based_edit_tool",
+                           "input": {"command": "create", "path": "nul.txt",
+                                     "file_text": "there\\n"}}}],
+            "Done\u0000 and said so.",
+        ],
+    }  # fmt: skip
+    with cluster_factory([scenario]) as cluster:
+        cluster.agent()
+        number = cluster.label_issue("Write a NUL", "please")
+        task = cluster.wait_for(number, timeout=60)
+        assert task["state"] == "completed", task
+        assert task["result"]["summary"].startswith("Done\ufffd and said so"), task["result"]

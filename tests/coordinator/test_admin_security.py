@@ -133,3 +133,12 @@ def test_the_session_cookie_is_secure_httponly_and_samesite_by_default(database_
         app.extensions["ccc"].database.dispose()
         app.extensions["ccc"].redis.close()
         app.extensions["ccc"].gateway.close()
+
+
+def test_odd_input_to_the_pages_is_no_500(ccc, client, admin_user):
+    # Found while fuzzing the API: a NUL that PostgreSQL refuses, a page past its offsets.
+    assert log_in(client, username="al\x00ice").status_code == 200  # the form again
+    assert log_in(client).status_code == 302
+    for path in ("/admin/tasks?page=99999999999999999999", "/admin/tasks?state=%00"):
+        assert client.get(path).status_code == 200, path
+    assert client.get("/admin/tasks/99999999999").status_code == 400

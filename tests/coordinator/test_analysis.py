@@ -74,3 +74,11 @@ def test_dependencies_are_parsed():
     result = analyze("Part 2", "Depends on #12 and blocked by #7. Related to #3.", [])
     assert result.depends_on == [7, 12]
     assert "waits for #7, #12" in result.reasons
+
+
+def test_a_number_no_issue_can_have_is_no_dependency():
+    # Found by fuzzing: these made the task's depends_on overflow its integer column (or
+    # int() refuse the 5000 digits), and the delivery carrying them fail in the processor.
+    text = "Depends on #2147483648, depends on #0, blocked by #" + "9" * 5000
+    text += " and depends on #2147483647."
+    assert analyze("t", text, []).depends_on == [2147483647]

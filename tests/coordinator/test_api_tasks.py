@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import timedelta
 
+import pytest
+from sqlalchemy import func, select
+
+from coordinator_app import create_app
 from coordinator_app.github_gateway import web_url
 from coordinator_app.models import OutboxMessage, Task, utcnow
 from coordinator_app.processor import Processor
 from coordinator_app.queues import queues_for
+from tests.coordinator.conftest import make_config
 
 
 def create(client, admin_headers, number=1, title="Add /health endpoint", body="api server"):
@@ -293,8 +300,13 @@ def test_one_error_format(client, admin_headers):
     assert answer.json == {
         "error": {"status": 404, "code": "not_found", "message": "task 999 not found"}
     }
-    bad = client.post("/api/v1/tasks", data="nope", headers=admin_headers)
+    bad = client.post(
+        "/api/v1/tasks", data="nope", content_type="application/json", headers=admin_headers
+    )
     assert bad.status_code == 400 and bad.json["error"]["code"] == "invalid_request"
+    untyped = client.post("/api/v1/tasks", data="nope", headers=admin_headers)
+    assert untyped.status_code == 415
+    assert untyped.json["error"]["code"] == "unsupported_media_type"
 
 
 def test_restricted_work_reaches_only_cleared_agents(ccc, client, admin_headers, make_agent):
@@ -323,3 +335,158 @@ def test_restricted_work_reaches_only_cleared_agents(ccc, client, admin_headers,
     assert offer.task_id == task["id"] and offer.queue == "security:restricted"
     ok = cleared.claim(task["id"])
     assert ok.status_code == 200 and ok.json["agent"] == "sec-2"
+
+
+# Input the fuzzers (tests/coordinator/test_fuzzing.py) found answered with a 500.
+
+
+def test_ids_and_query_values_beyond_what_the_database_compares_are_400(client, admin_headers):
+    for path in [
+        "/api/v1/tasks/2147483648",
+        "/api/v1/tasks/0",
+        "/api/v1/tasks/" + "9" * 5000 + "/events",
+        "/api/v1/tasks?agent_id=abc",
+        "/api/v1/tasks?agent_id=2147483648",
+        "/api/v1/tasks?page=99999999999999999999",
+        "/api/v1/tasks?state=%00",
+        "/api/v1/tasks?per_page=0",
+    ]:
+        answer = client.get(path, headers=admin_headers)
+        assert answer.status_code == 400, (path, answer.json)
+        assert answer.json["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ({"issue_number": 2**31}, "body.issue_number"),
+        ({"issue_number": "7"}, "body.issue_number"),
+        ({"title": "a\x00b"}, "body.title: NUL characters"),
+        ({"body": "\ud800"}, "body.body: NUL characters and unpaired surrogates"),
+        ({"labels": [{"name": "bug"}]}, "body.labels[0]"),
+        ({"repository": "octo/" + "x" * 300}, "body.repository"),
+    ],
+)
+def test_bodies_the_database_cannot_hold_are_400_naming_the_field(
+    client, admin_headers, fields, where
+):
+    body = {"repository": "octo/app", "issue_number": 1, "title": "t", **fields}
+    answer = client.post("/api/v1/tasks", json=body, headers=admin_headers)
+    assert answer.status_code == 400 and answer.json["error"]["message"].startswith(where)
+    assert client.get("/api/v1/tasks", headers=admin_headers).json["items"] == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[" * 100_000 + "]" * 100_000,  # past the parser's recursion limit
+        json.dumps(functools.reduce(lambda inner, _: {"a": inner}, range(40), {})),
+        '{"repository": "octo/app", "issue_number": 1, "title": "t", "body": NaN}',
+        b'{"title": "\xff"}',
+    ],
+    ids=["deeper than the parser goes", "deeper than 32", "NaN", "not UTF-8"],
+)
+def test_json_nested_too_deep_or_not_json_at_all_is_400(client, admin_headers, raw):
+    answer = client.post(
+        "/api/v1/tasks", data=raw, content_type="application/json", headers=admin_headers
+    )
+    assert answer.status_code == 400, answer.json
+
+
+def test_a_dependency_github_does_not_know_is_not_awaited(client, admin_headers):
+    # The GitHub simulator has no issue #7 in acme/widgets: it answers 404 (was: a 500).
+    answer = client.post(
+        "/api/v1/tasks",
+        json={
+            "repository": "acme/widgets",
+            "issue_number": 8,
+            "title": "t",
+            "body": "Depends on #7",
+        },
+        headers=admin_headers,
+    )
+    assert answer.status_code == 201, answer.json
+    assert answer.json["depends_on"] == [7] and answer.json["state"] == "queued"
+
+
+def test_a_task_whose_dependencies_github_cannot_answer_for_is_503(
+    database_url, redis_url, admin_headers_for
+):
+    app = create_app(make_config(database_url, redis_url))  # GitHub unreachable
+    ccc = app.extensions["ccc"]
+    client = app.test_client()
+    answer = client.post(
+        "/api/v1/tasks",
+        json={"repository": "octo/app", "issue_number": 8, "title": "t", "body": "Depends on #7"},
+        headers=admin_headers_for(ccc, client),
+    )
+    assert answer.status_code == 503 and "GitHub unreachable" in answer.json["error"]["message"]
+    with ccc.database.session() as session:
+        assert session.scalar(select(func.count()).select_from(Task)) == 0  # rolled back
+    ccc.database.dispose()
+    ccc.redis.close()
+
+
+def test_agent_reports_the_database_cannot_hold_are_400(ccc, client, admin_headers, make_agent):
+    agent = make_agent("be-1")
+    agent.heartbeat()
+    tid = create(client, admin_headers)["id"]
+    claim_next(ccc, client, agent)
+    headers = agent.reporting(tid)
+    for path, body in [
+        ("", {"pr_number": 2**40}),
+        ("", {"state": "in_progress", "reason": "\x00"}),
+        ("/events", {"events": [{"kind": "turn", "data": {"output": "a\x00b"}}]}),
+        ("/events", {"events": [{"kind": "turn", "data": {"input_tokens": 2**70}}]}),
+        ("/events", {"events": [{"kind": "turn", "data": {"cost_usd": 1e300}}]}),
+        ("/release", {"reason": {"why": "a dict"}}),
+        ("/result", {"outcome": "failed", "error": "\ud800"}),
+    ]:
+        method = "PATCH" if not path else "POST"
+        answer = client.open(
+            f"/api/v1/tasks/{tid}{path}", method=method, json=body, headers=headers
+        )
+        assert answer.status_code == 400, (path, body, answer.json)
+    # A task's cost adds up within what its column holds.
+    big = {"kind": "turn", "data": {"cost_usd": 999_999}}
+    spent = client.post(f"/api/v1/tasks/{tid}/events", json={"events": [big]}, headers=headers)
+    assert spent.status_code == 200
+    over = client.post(f"/api/v1/tasks/{tid}/events", json={"events": [big]}, headers=headers)
+    assert over.status_code == 400 and "cost" in over.json["error"]["message"]
+    task = client.get(f"/api/v1/tasks/{tid}", headers=admin_headers).json
+    assert task["state"] == "assigned" and task["cost_usd"] == 999_999
+
+
+def test_a_database_outage_is_a_503_to_try_again(redis_url, caplog):
+    """PostgreSQL restarting: callers get 503 with Retry-After (agents retry), not a 500 with
+    a traceback in the log."""
+    from coordinator_app import create_app, migrate
+    from lab.services import PostgresServer
+    from tests.coordinator.conftest import make_config
+
+    with PostgresServer() as server:
+        url = server.create_database("outage")
+        migrate.upgrade(url)
+        app = create_app(make_config(url, redis_url))
+        client = app.test_client()
+        assert client.get("/readyz").status_code == 200
+        server.stop()
+        answer = client.post("/api/v1/agents/token", json={"name": "be-1", "key": "k"})
+        app.extensions["ccc"].database.dispose()
+        app.extensions["ccc"].redis.close()
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+    assert answer.json["error"]["code"] == "unavailable"
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+def test_queue_depths_answer_while_redis_is_down(database_url, admin_headers_for):
+    from coordinator_app import create_app
+    from tests.coordinator.conftest import make_config
+
+    app = create_app(make_config(database_url, "redis://127.0.0.1:9/0"))
+    client = app.test_client()
+    headers = admin_headers_for(app.extensions["ccc"], client)
+    answer = client.get("/api/v1/queues", headers=headers)
+    app.extensions["ccc"].database.dispose()
+    assert answer.status_code == 200, answer.json
+    assert answer.json["offered"] is None and answer.json["unclaimable"] == []

@@ -202,3 +202,84 @@ def test_concurrent_duplicates_store_one_delivery(app, ccc, webhook_fixtures):
         thread.join()
     assert sorted(codes) == [200] * 7 + [202]
     assert _stored(ccc) == 1
+
+
+# Deliveries the fuzzer (tests/coordinator/test_fuzzing.py) found answered with a 500, or
+# accepted and then failing in the processor.
+
+
+def test_what_postgresql_cannot_store_is_replaced_not_refused(client, ccc, webhook_fixtures):
+    """A signed delivery is GitHub's: a NUL or an unpaired surrogate in it must not lose it."""
+    event, raw = _load(webhook_fixtures, "issues/labeled.json")
+    payload = json.loads(raw)
+    payload["issue"]["body"] = "before\x00after \ud800"
+    payload["label"]["description"] = "\x00"
+    body, headers = signed_delivery(payload, event)
+    answer = client.post("/webhooks/github", data=body, headers=headers)
+    assert answer.status_code == 202, answer.json
+    with ccc.database.session() as session:
+        stored = session.get(WebhookDelivery, headers["X-GitHub-Delivery"]).payload
+    assert stored["issue"]["body"] == "before\ufffdafter \ufffd"
+    assert stored["label"]["description"] == "\ufffd"
+
+
+@pytest.mark.parametrize(
+    ("place", "value", "where"),
+    [
+        (("issue", "number"), 2**31, "payload.issue.number"),
+        (("issue", "number"), "1", "payload.issue.number"),
+        (("issue", "title"), {"a": 1}, "payload.issue.title"),
+        (("sender", "login"), ["octocat"], "payload.sender.login"),
+        (("repository", "full_name"), 7, "payload.repository.full_name"),
+        (("action",), "x" * 61, "payload.action"),
+        (("action",), {"a": 1}, "payload.action"),
+    ],
+)
+def test_a_payload_the_intake_cannot_read_is_400_and_not_stored(
+    client, ccc, webhook_fixtures, place, value, where
+):
+    event, raw = _load(webhook_fixtures, "issues/labeled.json")
+    payload = json.loads(raw)
+    holder = payload
+    for key in place[:-1]:
+        holder = holder[key]
+    holder[place[-1]] = value
+    body, headers = signed_delivery(payload, event)
+    answer = client.post("/webhooks/github", data=body, headers=headers)
+    assert answer.status_code == 400 and answer.json["error"]["message"].startswith(where)
+    assert _stored(ccc) == 0
+
+
+def test_a_payload_without_what_the_intake_reads_is_400(client, ccc, webhook_fixtures):
+    event, raw = _load(webhook_fixtures, "pull_request_review_comment/created.json")
+    payload = json.loads(raw)
+    del payload["comment"]["path"]
+    body, headers = signed_delivery(payload, event)
+    answer = client.post("/webhooks/github", data=body, headers=headers)
+    assert answer.status_code == 400
+    assert "'path' is a required property" in answer.json["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "application/json"),
+        (b'{"zen": Infinity}', "application/json"),
+        (b"payload", "application/x-www-form-urlencoded"),
+        (b"&".join([b"a=1"] * 20), "application/x-www-form-urlencoded"),
+    ],
+    ids=["too deep", "Infinity", "form without pairs", "too many form fields"],
+)
+def test_json_or_forms_python_reads_but_json_has_not_are_400(client, ccc, raw, content_type):
+    body, headers = signed_delivery(raw, "ping")
+    headers["Content-Type"] = content_type
+    answer = client.post("/webhooks/github", data=body, headers=headers)
+    assert answer.status_code == 400, answer.json
+    assert _stored(ccc) == 0
+
+
+def test_a_delivery_id_that_is_no_guid_is_400(client, ccc):
+    for delivery in ("a" * 65, "with space", "tab\there"):
+        body, headers = signed_delivery({"zen": "x"}, "ping", delivery=delivery)
+        assert client.post("/webhooks/github", data=body, headers=headers).status_code == 400
+    assert _stored(ccc) == 0
