@@ -108,6 +108,8 @@ def cost(usage: Any, price: ModelPrice) -> float:
 class Executor:
     """Runs one task's conversation with Claude."""
 
+    name = "messages-api"  # reported with each result: the acceptance figures compare executors
+
     def __init__(
         self,
         client: anthropic.Anthropic,

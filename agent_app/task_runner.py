@@ -244,10 +244,11 @@ class TaskRunner:
         if grant.requester and not publisher.protected(base):
             body += _review_note(grant.requester, base)
         pr = publisher.open_or_update_pr(base, title=task["title"], body=body, draft=failing)
-        report.state("review", pr_number=pr.number, pr_url=pr.url)
+        report.update(pr_number=pr.number, pr_url=pr.url)  # known at once, should the end fail
         report.final(
             "finish",
             outcome="completed",
+            executor=self.executor.name,
             branch=branch,
             pr_number=pr.number,
             pr_url=pr.url,
@@ -347,7 +348,10 @@ class Reports:
         self.coordinator, self.running = coordinator, running
 
     def state(self, state: str, **fields) -> None:
-        self._best_effort(self.coordinator.update, state=state, **fields)
+        self.update(state=state, **fields)
+
+    def update(self, **fields) -> None:
+        self._best_effort(self.coordinator.update, **fields)
 
     def progress(self, event: dict) -> None:
         self._best_effort(self.coordinator.events, [event])

@@ -7,10 +7,15 @@ import re
 PREFIX = "claude/"
 
 
-def branch_name(issue_number: int, title: str) -> str:
-    """``claude/issue-<n>-<slug>``."""
+def branch_name(issue_number: int, title: str, avoid: frozenset[str] = frozenset()) -> str:
+    """``claude/issue-<n>-<slug>``, numbered ``-2``, ``-3``... past the names in ``avoid``
+    (the branches of the issue's rejected pull requests: new work starts afresh)."""
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-") or "task"
-    return f"{PREFIX}issue-{issue_number}-{slug}"
+    name = base = f"{PREFIX}issue-{issue_number}-{slug}"
+    n = 2
+    while name in avoid:
+        name, n = f"{base}-{n}", n + 1
+    return name
 
 
 def is_task_branch(branch: str, issue_number: int) -> bool:

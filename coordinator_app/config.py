@@ -97,10 +97,15 @@ class CoordinatorConfig:
     # Repositories polled when webhooks cannot reach the coordinator ("owner/name").
     poll_repositories: list[str] = field(default_factory=list)
     poll_interval_seconds: int = 60
+    # Pull requests in review: how often each one's state is read back from GitHub (a merge or
+    # close whose webhook was lost still ends its task), and how long one may stay quiet before
+    # it gets a reminder comment (0: no reminders).
+    review_check_seconds: int = 300
+    stale_review_seconds: int = 3 * 86400
     # Labels that mark a task restricted, and the level each means.
     security_labels: dict[str, str] = field(default_factory=lambda: {"security": "restricted"})
     # Limits.
-    max_concurrent_tasks: int = 20  # cluster-wide cap on assigned..review tasks
+    max_concurrent_tasks: int = 20  # cluster-wide cap on tasks held by agents
     max_concurrent_per_repo: int = 5
     max_attempts: int = 3  # runs of one task before it stays failed
     retry_backoff_seconds: int = 60  # doubled per attempt
@@ -163,6 +168,10 @@ class CoordinatorConfig:
                 f"({self.heartbeat_seconds}), or one late heartbeat loses the task"
             )
         self._validate_github()
+        if self.review_check_seconds <= 0 or self.stale_review_seconds < 0:
+            raise ConfigError(
+                "review_check_seconds must be positive and stale_review_seconds at least 0"
+            )
         if not self.database_url.startswith("postgresql"):
             raise ConfigError(f"database_url must be a PostgreSQL URL, got {self.database_url!r}")
 

@@ -145,6 +145,23 @@ class GitHubGateway:
     def issue_is_closed(self, repository: str, number: int) -> bool:
         return self._call(repository, lambda repo: repo.get_issue(number).state == "closed")
 
+    def pull_request(self, repository: str, number: int) -> dict:
+        """A pull request's state now, for catching up on missed webhooks: ``state``,
+        ``merged``, ``merged_at``/``closed_at`` (datetimes), ``merged_by`` and ``head``."""
+
+        def read(repo) -> dict:
+            pull = repo.get_pull(number)
+            return {
+                "state": pull.state,
+                "merged": pull.merged,
+                "merged_at": pull.merged_at,
+                "closed_at": pull.closed_at,
+                "merged_by": pull.merged_by.login if pull.merged_by else None,
+                "head": pull.head.sha,
+            }
+
+        return self._call(repository, read)
+
     def labelled_issues(self, repository: str, label: str) -> list[dict]:
         """Open issues (not pull requests) carrying ``label``, for the polling fallback."""
 

@@ -7,13 +7,13 @@ synthesised events, so both paths share every rule (and the one-live-task-per-is
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 import github
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from coordinator_app import outbox, served, tasks
+from coordinator_app import outbox, reviews, served, tasks
 from coordinator_app.analysis import analyze
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.github_gateway import WRITE_PERMISSIONS, GitHubGateway
@@ -49,6 +49,8 @@ class Intake:
             return self._issue_closed(repository, payload["issue"]["number"])
         if event == "issue_comment" and action == "created":
             return self._comment(repository, payload)
+        if event == "pull_request":
+            return self._pull_request(repository, action, payload), None
         if event == "pull_request_review" and action == "submitted":
             review = payload["review"]
             if (review.get("state") or "").lower() not in FOLLOW_UP_REVIEW_STATES:
@@ -118,6 +120,8 @@ class Intake:
         if self._is_own(sender):
             return "ignored: comment by the cluster itself", None
         if self.config.trigger_phrase.lower() not in (comment.get("body") or "").lower():
+            if "pull_request" in issue:
+                reviews.activity(self.session, repository, issue["number"])
             return "ignored: no trigger phrase", None
         if "pull_request" in issue:
             return self._follow_up(repository, issue["number"], sender, comment["body"], None)
@@ -130,6 +134,9 @@ class Intake:
         holder = tasks.live_task(self.session, repository, number)
         if holder is not None and holder.state != TaskState.FAILED.value:
             return f"duplicate: #{number} already has a live task", None
+        in_review = reviews.open_for_issue(self.session, repository, number)
+        if in_review is not None:
+            return f"duplicate: #{number} has PR #{in_review.number} in review", None
         if not self._may_trigger(repository, login):
             outbox.comment(
                 self.session,
@@ -180,6 +187,10 @@ class Intake:
             return f"ignored: PR #{pr_number} was not opened by the cluster", None
         if self._is_own(sender):
             return "ignored: review by the cluster itself", None
+        pull = reviews.find(self.session, repository, pr_number)
+        if pull is not None and pull.state != "open":
+            return f"ignored: PR #{pr_number} is {pull.state}", None
+        reviews.activity(self.session, repository, pr_number)
         if not self._may_trigger(repository, sender["login"]):
             return f"refused: {sender['login']} may not trigger work", None
         where = f" on {comment['path']}:{comment.get('line')}" if comment else ""
@@ -201,6 +212,34 @@ class Intake:
             return f"duplicate: #{parent.issue_number} already has a live task", None
         self.analyze_and_queue(task, [], specialty=parent.specialty)
         return f"created follow-up task {task.id}", task
+
+    def _pull_request(self, repository: str, action: str | None, payload: dict) -> str:
+        """GitHub's decision on one of the cluster's pull requests, and what people do to it."""
+        pull, sender = payload["pull_request"], payload["sender"]
+        number, by = pull["number"], sender["login"]
+        if action == "closed":
+            at = _timestamp(pull.get("merged_at") or pull.get("closed_at"))
+            return reviews.decide(
+                self.session, repository, number, merged=bool(pull.get("merged")), by=by, at=at
+            )
+        if action == "reopened":
+            return reviews.reopened(self.session, repository, number, by=by)
+        if action == "synchronize":
+            if not payload.get("after"):
+                return "ignored: synchronize without the new head"
+            return reviews.pushed(
+                self.session,
+                repository,
+                number,
+                by=by,
+                head=payload["after"],
+                before=payload.get("before"),
+                own=self._is_own(sender),
+            )
+        if self._is_own(sender):
+            return f"ignored: pull_request.{action} by the cluster itself"
+        reviews.activity(self.session, repository, number)
+        return f"noted: pull_request.{action} by {by}"
 
     def _issue_closed(self, repository: str, number: int) -> tuple[str, Task | None]:
         task = tasks.live_task(self.session, repository, number)
@@ -290,3 +329,12 @@ class Intake:
             return self.gateway.issue_is_closed(repository, number)
         except github.UnknownObjectException:
             return True  # no such issue (a typo, another repository's number): nothing to await
+
+
+def _timestamp(text: str | None) -> datetime | None:
+    """GitHub's ISO 8601 time (``2022-07-09T02:55:19Z``), or None when absent or unreadable."""
+    try:
+        at = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+    return at.replace(tzinfo=UTC) if at and at.tzinfo is None else at

@@ -77,6 +77,8 @@ class Task(Base):
     branch: Mapped[str | None] = mapped_column(String(200))
     pr_number: Mapped[int | None] = mapped_column(Integer)
     pr_url: Mapped[str | None] = mapped_column(Text)
+    # What ran the model loop of the last run, as the agent reported it (e.g. "messages-api").
+    executor: Mapped[str | None] = mapped_column(String(40))
     # Totals over the task's progress events.
     input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -89,6 +91,12 @@ class Task(Base):
     agent: Mapped[Agent | None] = relationship(back_populates="tasks")
     transitions: Mapped[list[TaskTransition]] = relationship(
         back_populates="task", order_by="TaskTransition.id", cascade="all, delete-orphan"
+    )
+    # The pull request the task opened or worked on (follow-ups share their parent's).
+    pull_request: Mapped[PullRequest | None] = relationship(
+        primaryjoin="and_(foreign(Task.repository) == PullRequest.repository, "
+        "foreign(Task.pr_number) == PullRequest.number)",
+        viewonly=True,
     )
 
     __table_args__ = (
@@ -124,6 +132,46 @@ class TaskTransition(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
     task: Mapped[Task] = relationship(back_populates="transitions")
+
+
+class PullRequest(Base):
+    """A pull request the cluster opened, from its opening to GitHub's decision.
+
+    The unit of the acceptance figures: who opened it (task, agent, specialty, executor), when,
+    and whether and when it was merged. The tasks that worked on it share its number.
+    """
+
+    __tablename__ = "pull_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repository: Mapped[str] = mapped_column(String(200))
+    number: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(Text)
+    branch: Mapped[str | None] = mapped_column(String(200))
+    issue_number: Mapped[int] = mapped_column(Integer)
+    # The task whose run opened it, and what that run was: kept as names, so the figures
+    # outlive a removed agent.
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"))
+    specialty: Mapped[str | None] = mapped_column(String(20))
+    agent: Mapped[str | None] = mapped_column(String(100))
+    executor: Mapped[str | None] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(10), default="open")  # open, merged or closed
+    head_sha: Mapped[str | None] = mapped_column(String(64))  # as last seen
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]  # merged or closed
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    # The last sign of life from people or agents (a push, a review, a comment, a new run):
+    # a pull request quiet for stale_review_seconds gets one reminder.
+    last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
+    checked_at: Mapped[datetime | None]  # last read from GitHub (missed webhooks)
+    reminded_at: Mapped[datetime | None]
+
+    opener: Mapped[Task | None] = relationship()
+
+    __table_args__ = (
+        Index("uq_pull_requests_repository_number", "repository", "number", unique=True),
+        Index("ix_pull_requests_state", "state"),
+    )
 
 
 class ProgressEvent(Base):

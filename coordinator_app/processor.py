@@ -16,7 +16,7 @@ import redis
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from coordinator_app import dispatch, served, tasks
+from coordinator_app import dispatch, reviews, served, tasks
 from coordinator_app.autoscaler import Autoscaler
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.db import Database
@@ -46,6 +46,7 @@ def _is_outage(exc: Exception) -> bool:
 
 
 SYNC_RETRY_SECONDS = 30
+REVIEW_LOOK_SECONDS = 10  # how often pull requests due for a check or a reminder are looked for
 DEPENDENCY_RECHECK = timedelta(seconds=10)
 
 
@@ -69,6 +70,7 @@ class Processor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_poll = 0.0
+        self._last_review_look = 0.0
         self._next_sync = 0.0
         self._started = clock()
         # In App mode deliveries wait for the first sync: before it, no repository is served.
@@ -93,6 +95,7 @@ class Processor:
             ("offered", self.offer_queued),
             ("outbox", self.send_outbox),
             ("polled", self.poll_if_due),
+            ("reviews", self.follow_reviews_if_due),
             ("autoscaled", self.autoscale_if_due),
         ):
             try:
@@ -321,6 +324,38 @@ class Processor:
                 created += task is not None
                 logger.debug("Poll %s#%s: %s", repository, issue["number"], outcome)
         return created
+
+    def follow_reviews_if_due(self) -> int:
+        """Pull requests in review: read back from GitHub those not checked for
+        review_check_seconds (a merge whose webhook was lost still completes its task), and
+        remind people of the quiet ones. Returns how many were checked or reminded."""
+        if time.monotonic() - self._last_review_look < REVIEW_LOOK_SECONDS:
+            return 0
+        self._last_review_look = time.monotonic()
+        now = self.clock()
+        with self.database.session() as session:
+            due = []
+            for pull in reviews.due_for_check(session, self.config.review_check_seconds, now):
+                pull.checked_at = now
+                due.append((pull.repository, pull.number))
+        checked = 0
+        for repository, number in due:  # GitHub is asked outside any transaction
+            try:
+                found = self.gateway.pull_request(repository, number)
+            except Exception as exc:
+                if not _is_outage(exc) and classify(exc) is None:
+                    raise
+                logger.warning("PR %s#%s not checked: %s", repository, number, classify(exc) or exc)
+                if _is_outage(exc):
+                    break  # the others wait for the next look
+                continue
+            with self.database.session() as session:
+                outcome = reviews.catch_up(session, repository, number, found)
+            checked += 1
+            logger.info("PR %s#%s checked: %s", repository, number, outcome)
+        with self.database.session() as session:
+            reminded = reviews.remind_stale(session, self.config.stale_review_seconds, now)
+        return checked + reminded
 
     def autoscale_if_due(self) -> int:
         """Start a scheduled scaling run (in its own thread) when enabled and due."""

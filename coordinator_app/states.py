@@ -30,11 +30,11 @@ class TaskState(str, Enum):
 
 
 FINAL_STATES = frozenset({TaskState.COMPLETED, TaskState.CANCELLED})
-RUNNING_STATES = frozenset(
-    {TaskState.ASSIGNED, TaskState.IN_PROGRESS, TaskState.TESTING, TaskState.REVIEW}
-)
-# A task in one of these holds its issue: no second task is created for the same issue.
-LIVE_STATES = frozenset(TaskState) - FINAL_STATES - {TaskState.FAILED}
+RUNNING_STATES = frozenset({TaskState.ASSIGNED, TaskState.IN_PROGRESS, TaskState.TESTING})
+# A task in one of these holds its issue: no second task is created for the same issue. A task
+# in review does not: its run is over and its pull request awaits GitHub's decision, and a
+# review on that pull request starts a follow-up task beside it.
+LIVE_STATES = frozenset(TaskState) - FINAL_STATES - {TaskState.FAILED, TaskState.REVIEW}
 
 _S = TaskState
 TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
@@ -47,9 +47,11 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     _S.IN_PROGRESS: frozenset({_S.TESTING, _S.REVIEW, _S.QUEUED, _S.FAILED}),
     # testing -> in_progress: the tests failed and the agent goes back to fix them.
     _S.TESTING: frozenset({_S.IN_PROGRESS, _S.REVIEW, _S.QUEUED, _S.FAILED}),
-    _S.REVIEW: frozenset({_S.COMPLETED, _S.QUEUED, _S.FAILED}),
-    # failed -> queued: a bounded retry with backoff.
-    _S.FAILED: frozenset({_S.QUEUED}),
+    # review: the pull request is open; GitHub decides. Merged -> completed, closed -> failed.
+    _S.REVIEW: frozenset({_S.COMPLETED, _S.FAILED}),
+    # failed -> queued: a bounded retry with backoff; failed -> review: the closed pull
+    # request was reopened.
+    _S.FAILED: frozenset({_S.QUEUED, _S.REVIEW}),
     _S.COMPLETED: frozenset(),
     _S.CANCELLED: frozenset(),
 }

@@ -18,7 +18,7 @@ from coordinator_app import outbox
 from coordinator_app.branches import branch_name, is_task_branch
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.exceptions import Conflict, Forbidden, IllegalTransition
-from coordinator_app.models import Agent, Task, TaskTransition, utcnow
+from coordinator_app.models import Agent, PullRequest, Task, TaskTransition, utcnow
 from coordinator_app.queues import SECURITY_LEVELS
 from coordinator_app.states import LIVE_STATES, RUNNING_STATES, TaskKind, TaskState, can_transition
 
@@ -46,8 +46,12 @@ def transition(
     actor: str,
     reason: str = "",
     now: datetime | None = None,
+    label: str | None = None,
 ) -> TaskTransition:
-    """Move ``task`` to ``to`` if the state machine allows it, and record the change."""
+    """Move ``task`` to ``to`` if the state machine allows it, and record the change.
+
+    ``label``: the issue's state label when it says more than the state's own (a rejected pull
+    request's task is failed, and its issue is labelled rejected)."""
     current = TaskState(task.state)
     if not can_transition(current, to):
         raise IllegalTransition(task.id, current.value, to.value)
@@ -67,8 +71,10 @@ def transition(
         task=task, from_state=current.value, to_state=to.value, actor=actor, reason=reason, at=now
     )
     session.add(record)
-    if STATE_LABELS[current] != STATE_LABELS[to]:
-        outbox.set_state_label(session, task.repository, task.issue_number, STATE_LABELS[to])
+    if label or STATE_LABELS[current] != STATE_LABELS[to]:
+        outbox.set_state_label(
+            session, task.repository, task.issue_number, label or STATE_LABELS[to]
+        )
     logger.info("Task %s: %s -> %s by %s (%s)", task.id, current.value, to.value, actor, reason)
     return record
 
@@ -230,7 +236,14 @@ def claim_task(
     # The coordinator names the branch (a follow-up keeps its parent's, if it is one of the
     # cluster's for this issue): agents get tokens for this one ref only.
     if not (task.branch and is_task_branch(task.branch, task.issue_number)):
-        task.branch = branch_name(task.issue_number, task.title)
+        rejected = session.scalars(
+            select(PullRequest.branch).where(
+                PullRequest.repository == task.repository,
+                PullRequest.issue_number == task.issue_number,
+                PullRequest.state == "closed",
+            )
+        )
+        task.branch = branch_name(task.issue_number, task.title, avoid=frozenset(rejected))
     return task
 
 

@@ -94,6 +94,7 @@ RESULT = object_of(
     tests=nullable({"type": "object"}),
     pushed_commit=nullable(STRING),
     limit=nullable(STRING),
+    executor=nullable(string(Task.executor)),  # what ran the model loop
     **PULL_REQUEST,
 )
 NEW_AGENT = object_of(

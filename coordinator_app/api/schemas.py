@@ -12,7 +12,7 @@ from typing import Any
 from coordinator_app.config import SPECIALTIES
 from coordinator_app.db import INT_MAX
 from coordinator_app.json_input import nullable
-from coordinator_app.models import Agent, ProgressEvent, Task, TaskTransition
+from coordinator_app.models import Agent, ProgressEvent, PullRequest, Task, TaskTransition
 from coordinator_app.states import AgentState, TaskKind, TaskState
 
 # Building blocks ---------------------------------------------------------------------------
@@ -84,6 +84,19 @@ TASK = record(
     retry_at=nullable(TIME),
 )
 TRANSITION = record(**{"from": nullable(STRING)}, to=STRING, actor=STRING, reason=STRING, at=TIME)
+# The task's pull request as GitHub decided it (open, merged, closed without merge).
+PULL_REQUEST = record(
+    number=INTEGER,
+    url=STRING,
+    state={"enum": ["open", "merged", "closed"]},
+    head_sha=nullable(STRING),
+    opened_at=TIME,
+    decided_at=nullable(TIME),
+    decided_by=nullable(STRING),
+    seconds_to_merge=nullable(NUMBER),
+    last_activity_at=TIME,
+    reminded_at=nullable(TIME),
+)
 TASK_DETAIL = extended(
     TASK,
     body=STRING,
@@ -91,6 +104,8 @@ TASK_DETAIL = extended(
     budget=OBJECT,
     analysis=OBJECT,
     result=OBJECT,
+    executor=nullable(STRING),
+    pull_request=nullable(PULL_REQUEST),
     history={"type": "array", "items": TRANSITION},
 )
 
@@ -131,10 +146,32 @@ def task_json(task: Task, detail: bool = False) -> dict[str, Any]:
                 "budget": task.budget,
                 "analysis": task.analysis,
                 "result": task.result,
+                "executor": task.executor,
+                "pull_request": pull_request_json(task.pull_request),
                 "history": [transition_json(t) for t in task.transitions],
             }
         )
     return data
+
+
+def pull_request_json(pull: PullRequest | None) -> dict[str, Any] | None:
+    if pull is None:
+        return None
+    merged = pull.state == "merged" and pull.decided_at is not None
+    return {
+        "number": pull.number,
+        "url": pull.url,
+        "state": pull.state,
+        "head_sha": pull.head_sha,
+        "opened_at": iso(pull.opened_at),
+        "decided_at": iso(pull.decided_at),
+        "decided_by": pull.decided_by,
+        "seconds_to_merge": (
+            (pull.decided_at - pull.opened_at).total_seconds() if merged else None
+        ),
+        "last_activity_at": iso(pull.last_activity_at),
+        "reminded_at": iso(pull.reminded_at),
+    }
 
 
 def transition_json(t: TaskTransition) -> dict[str, Any]:

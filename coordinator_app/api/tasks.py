@@ -8,7 +8,7 @@ from decimal import Decimal
 from flask import request, url_for
 from sqlalchemy import select
 
-from coordinator_app import audit, grants, outbox, served, tasks, test_results
+from coordinator_app import audit, grants, outbox, reviews, served, tasks, test_results
 from coordinator_app.api import bp
 from coordinator_app.api.operations import (
     ATTEMPT_HEADER,
@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 # there (404), taken out of the installation (422), the installation suspended (403).
 REPOSITORY_REFUSALS = {403, 404, 422}
 # States an agent may report while it works (completion and failure go through /result).
-AGENT_REPORTABLE = {TaskState.IN_PROGRESS, TaskState.TESTING, TaskState.REVIEW}
+AGENT_REPORTABLE = {TaskState.IN_PROGRESS, TaskState.TESTING}
 
 
 def _task_or_404(task_id: int, lock: bool = False) -> Task:
@@ -251,7 +251,7 @@ def release_task(task_id: int):
 @bp.patch("/tasks/<int:task_id>")
 @require("agent")
 def update_task(task_id: int):
-    """Progress of the state (in_progress, testing, review) and the branch/PR as they appear."""
+    """Progress of the state (in_progress, testing) and the branch/PR as they appear."""
     task = _owned(task_id)
     data = json_body()
     session = get_session()
@@ -320,7 +320,8 @@ def add_events(task_id: int):
 @bp.post("/tasks/<int:task_id>/result")
 @require("agent")
 def finish_task(task_id: int):
-    """The end of a run: ``completed`` (with the PR) or ``failed`` (with the error)."""
+    """The end of a run: ``completed`` (its PR is open: the task waits in review until GitHub
+    merges or closes it) or ``failed`` (with the error)."""
     task = _owned(task_id)
     data = json_body()
     session = get_session()
@@ -332,13 +333,8 @@ def finish_task(task_id: int):
     if outcome == "completed":
         if not task.pr_url:
             raise InvalidRequest("a completed task needs pr_url")
-        if task.state != TaskState.REVIEW.value:
-            tasks.transition(
-                session, task, TaskState.REVIEW, actor=principal.actor, reason="pull request ready"
-            )
-        tasks.transition(
-            session, task, TaskState.COMPLETED, actor=principal.actor, reason=f"PR {task.pr_url}"
-        )
+        task.executor = data.get("executor") or task.executor
+        reviews.opened(session, task, actor=principal.actor)  # GitHub decides from here
         outbox.comment(session, task.repository, task.issue_number, _summary_comment(task))
     else:
         tasks.fail_task(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from coordinator_app.db import BIGINT_MAX, INT_MAX
 from coordinator_app.json_input import nullable, object_of, string, validator
-from coordinator_app.models import Task, WebhookDelivery
+from coordinator_app.models import PullRequest, Task, WebhookDelivery
 
 TEXT = nullable(string())  # titles and bodies: GitHub sends null for an empty one
 NUMBER = {"type": "integer", "minimum": 1, "maximum": INT_MAX}  # of an issue or pull request
@@ -19,6 +19,7 @@ REPOSITORY = object_of(full_name=nullable(string(Task.repository)))
 REPOSITORIES = nullable({"type": "array", "items": REPOSITORY})
 ISSUE = object_of("number", number=NUMBER, title=TEXT, body=TEXT)
 PULL_REQUEST = object_of("number", number=NUMBER)
+TIME = nullable(string())  # ISO 8601; an unreadable one counts as absent
 # The user who acted: who asked for the work, and whether it was the cluster itself.
 SENDER = object_of(
     "login", login=string(Task.requested_by), id=nullable(GITHUB_ID), type=nullable(string())
@@ -50,7 +51,21 @@ PAYLOADS = {
     "issue_comment": _event(
         "issue", "comment", "sender", issue=ISSUE, comment=object_of(body=TEXT), sender=SENDER
     ),
-    "pull_request": _event(),
+    # The cluster's pull requests: GitHub's decision, pushes by people, their activity.
+    "pull_request": _event(
+        "pull_request",
+        "sender",
+        pull_request=object_of(
+            "number",
+            number=NUMBER,
+            merged=nullable({"type": "boolean"}),
+            merged_at=TIME,
+            closed_at=TIME,
+        ),
+        after=nullable(string(PullRequest.head_sha)),
+        before=nullable(string()),
+        sender=SENDER,
+    ),
     "pull_request_review": _event(
         "review",
         "pull_request",

@@ -7,13 +7,15 @@ import hmac
 import json
 import uuid
 
+import github
 import pytest
 import redis
+from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
 from coordinator_app import create_app
 from coordinator_app.config import CoordinatorConfig
-from coordinator_app.models import AdminUser
+from coordinator_app.models import AdminUser, Task
 from simulators.github.config import SimulatorConfig
 from simulators.github.testing import TOKENS, running_simulator, sample_seed
 from simulators.server import BackgroundServer
@@ -209,3 +211,73 @@ def redis_client(redis_url):
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+# A GitHub simulator delivering webhooks to a running coordinator ------------------------------
+
+REPO = "acme/widgets"
+HOOK_EVENTS = [
+    "issues",
+    "issue_comment",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+]
+
+
+@pytest.fixture
+def world(database_url, redis_url, tmp_path):
+    """(simulator, coordinator services, PyGithub client factory) with the hook installed."""
+    with running_simulator(SimulatorConfig(seed=sample_seed(), data_dir=tmp_path / "gh")) as (
+        sim,
+        url,
+    ):
+        config = make_config(
+            database_url,
+            redis_url,
+            github_api_url=f"{url}/api/v3",
+            github_token=TOKENS["cluster-bot"],
+        )
+        app = create_app(config)
+        ccc = app.extensions["ccc"]
+        ccc.queues.ensure()
+        clients = []
+
+        def as_user(login: str) -> github.Github:
+            client = github.Github(base_url=f"{url}/api/v3", auth=github.Auth.Token(TOKENS[login]))
+            clients.append(client)
+            return client
+
+        with BackgroundServer(app) as coordinator:
+            sim.create_hook(
+                REPO,
+                f"{coordinator.url}/webhooks/github",
+                secret=WEBHOOK_SECRET,
+                events=HOOK_EVENTS,
+            )
+            yield sim, ccc, as_user, url
+            sim.wait_idle()
+        for client in clients:
+            client.close()
+        ccc.gateway.close()
+        ccc.database.dispose()
+        ccc.redis.close()
+
+
+def settle(sim, ccc) -> None:
+    """Deliver every pending webhook, then run the coordinator's background pass twice
+    (the second sends the outbox messages the first created)."""
+    assert sim.wait_idle(10)
+    ccc.processor.run_once()
+    ccc.processor.run_once()
+
+
+def tasks_for(ccc, number: int) -> list[Task]:
+    with ccc.database.session() as session:
+        return list(
+            session.scalars(select(Task).where(Task.issue_number == number).order_by(Task.id))
+        )
+
+
+def labels(gh: github.Github, number: int) -> set[str]:
+    return {label.name for label in gh.get_repo(REPO).get_issue(number).labels}

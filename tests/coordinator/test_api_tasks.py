@@ -60,11 +60,16 @@ def test_task_from_creation_to_completion(ccc, client, admin_headers, make_agent
     web = web_url(ccc.config.github_api_url)
 
     tid = task["id"]
-    for state in ("in_progress", "testing", "review"):
+    for state in ("in_progress", "testing"):
         answer = client.patch(
             f"/api/v1/tasks/{tid}", json={"state": state}, headers=agent.reporting(tid)
         )
         assert answer.status_code == 200, answer.json
+    # Review begins with the result: the run is over and GitHub decides.
+    early = client.patch(
+        f"/api/v1/tasks/{tid}", json={"state": "review"}, headers=agent.reporting(tid)
+    )
+    assert early.status_code == 400 and "/result" in early.json["error"]["message"]
     events = client.post(
         f"/api/v1/tasks/{tid}/events",
         json={
@@ -103,8 +108,8 @@ def test_task_from_creation_to_completion(ccc, client, admin_headers, make_agent
         "in_progress",
         "testing",
         "review",
-        "completed",
     ]
+    assert detail["agent"] == agent.name and detail["pull_request"]["state"] == "open"
     stamps = [h["at"] for h in detail["history"]]
     assert stamps == sorted(stamps)  # the history reads in commit order, times too
     assert abs(detail["cost_usd"] - 0.009) < 1e-9
@@ -115,7 +120,10 @@ def test_task_from_creation_to_completion(ccc, client, admin_headers, make_agent
         ]
     assert any("picked this up" in c for c in comments)
     assert any(f"{web}/octo/app/pull/4" in c and "passed" in c for c in comments)
-    assert labels == ["claude:queued", "claude:in-progress", "claude:review", "claude:done"]
+    assert labels == ["claude:queued", "claude:in-progress", "claude:review"]
+    # The agent is free for other work while the pull request waits (it runs one at a time).
+    create(client, admin_headers, number=2)
+    assert claim_next(ccc, client, agent).status_code == 200
 
 
 def test_one_task_never_runs_on_two_agents(ccc, client, admin_headers, make_agent):

@@ -6,88 +6,16 @@ from __future__ import annotations
 import subprocess
 from datetime import timedelta
 
-import github
-import pytest
 from sqlalchemy import select
 
-from coordinator_app import create_app
 from coordinator_app.github_auth import TokenAuth
 from coordinator_app.github_gateway import GitHubGateway
 from coordinator_app.models import Task, WebhookDelivery, utcnow
 from coordinator_app.processor import Processor
 from coordinator_app.states import TaskState
 from coordinator_app.tasks import fail_task, transition
-from simulators.github.config import SimulatorConfig
-from simulators.github.testing import TOKENS, running_simulator, sample_seed
-from simulators.server import BackgroundServer
-from tests.coordinator.conftest import WEBHOOK_SECRET, make_config
-
-REPO = "acme/widgets"
-HOOK_EVENTS = [
-    "issues",
-    "issue_comment",
-    "pull_request",
-    "pull_request_review",
-    "pull_request_review_comment",
-]
-
-
-@pytest.fixture
-def world(database_url, redis_url, tmp_path):
-    """(simulator, coordinator services, PyGithub client factory) with the hook installed."""
-    with running_simulator(SimulatorConfig(seed=sample_seed(), data_dir=tmp_path / "gh")) as (
-        sim,
-        url,
-    ):
-        config = make_config(
-            database_url,
-            redis_url,
-            github_api_url=f"{url}/api/v3",
-            github_token=TOKENS["cluster-bot"],
-        )
-        app = create_app(config)
-        ccc = app.extensions["ccc"]
-        ccc.queues.ensure()
-        clients = []
-
-        def as_user(login: str) -> github.Github:
-            client = github.Github(base_url=f"{url}/api/v3", auth=github.Auth.Token(TOKENS[login]))
-            clients.append(client)
-            return client
-
-        with BackgroundServer(app) as coordinator:
-            sim.create_hook(
-                REPO,
-                f"{coordinator.url}/webhooks/github",
-                secret=WEBHOOK_SECRET,
-                events=HOOK_EVENTS,
-            )
-            yield sim, ccc, as_user, url
-            sim.wait_idle()
-        for client in clients:
-            client.close()
-        ccc.gateway.close()
-        ccc.database.dispose()
-        ccc.redis.close()
-
-
-def settle(sim, ccc) -> None:
-    """Deliver every pending webhook, then run the coordinator's background pass twice
-    (the second sends the outbox messages the first created)."""
-    assert sim.wait_idle(10)
-    ccc.processor.run_once()
-    ccc.processor.run_once()
-
-
-def tasks_for(ccc, number: int) -> list[Task]:
-    with ccc.database.session() as session:
-        return list(
-            session.scalars(select(Task).where(Task.issue_number == number).order_by(Task.id))
-        )
-
-
-def labels(gh: github.Github, number: int) -> set[str]:
-    return {label.name for label in gh.get_repo(REPO).get_issue(number).labels}
+from simulators.github.testing import TOKENS
+from tests.coordinator.conftest import REPO, labels, settle, tasks_for
 
 
 def test_label_from_a_writer_creates_a_queued_task_and_labels_the_issue(world):

@@ -30,10 +30,10 @@ LEGAL = [
     (S.TESTING, S.REVIEW),
     (S.TESTING, S.QUEUED),
     (S.TESTING, S.FAILED),
-    (S.REVIEW, S.COMPLETED),
-    (S.REVIEW, S.QUEUED),
-    (S.REVIEW, S.FAILED),
+    (S.REVIEW, S.COMPLETED),  # the pull request was merged
+    (S.REVIEW, S.FAILED),  # closed without merge
     (S.FAILED, S.QUEUED),
+    (S.FAILED, S.REVIEW),  # the closed pull request was reopened
     *[(state, S.CANCELLED) for state in S if state not in (S.COMPLETED, S.CANCELLED)],
 ]
 ILLEGAL = [pair for pair in itertools.product(S, S) if pair not in LEGAL]
