@@ -75,9 +75,9 @@ def agent_states(cluster: LabCluster) -> dict[str, str]:
 
 
 def assert_one_pull_request(cluster: LabCluster, number: int, *paths: str) -> dict:
-    """Issue ``number`` has one task, completed, with one PR whose branch holds ``paths``."""
+    """Issue ``number`` has one task, in review, with one PR whose branch holds ``paths``."""
     (task,) = cluster.wait([number], 180)
-    assert task["state"] == "completed", task
+    assert task["state"] == "review", task
     tasks = [t for t in cluster.tasks() if t["issue_number"] == number]
     assert [t["id"] for t in tasks] == [task["id"]]
     (pull,) = pulls_for(cluster, task["branch"])
@@ -95,7 +95,7 @@ def assert_no_overlapping_runs(task: dict) -> None:
         if change["to"] == "assigned":
             assert not held, f"task {task['id']} was assigned while another run held it"
             held = True
-        elif change["to"] in ("queued", "completed", "failed", "cancelled"):
+        elif change["to"] in ("queued", "review", "failed", "cancelled"):
             held = False
 
 

@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.lab]
 BOT = "claude-code-cluster[bot]"  # the demo seed's App
 
 HAPPY_PATH = [
-    "pending", "analyzing", "queued", "assigned", "in_progress", "testing", "review", "completed",
+    "pending", "analyzing", "queued", "assigned", "in_progress", "testing", "review",
 ]  # fmt: skip
 # Review feedback on any PR: one more file on the same branch.
 REVIEW = {
@@ -94,7 +94,7 @@ def test_every_demo_issue_becomes_one_pull_request(cluster):
     maintainer = cluster.github().get_user(MAINTAINER)
     for task in tasks:
         specialty, path = expected[task["title"]]
-        assert task["state"] == "completed", task
+        assert task["state"] == "review", task
         assert task["specialty"] == specialty
         assert [h["to"] for h in task["history"]] == HAPPY_PATH
         assert_one_pull_request(cluster, task["issue_number"], path)
@@ -117,6 +117,18 @@ def test_every_demo_issue_becomes_one_pull_request(cluster):
             ),
             timeout=30,
         )
+    # The maintainer merges the first: its task is completed, and the issue says so.
+    merged = tasks[0]
+    repo.get_pull(merged["pr_number"]).merge()
+    wait_until(
+        "the merged task completed",
+        lambda: task_of(cluster, merged["issue_number"])["state"] == "completed",
+        timeout=30,
+    )
+    done = cluster.api("GET", f"/api/v1/tasks/{merged['id']}")
+    assert done["pull_request"]["state"] == "merged", done
+    assert done["pull_request"]["seconds_to_merge"] > 0
+    assert "claude:done" in {lbl.name for lbl in repo.get_issue(merged["issue_number"]).labels}
 
 
 def test_agent_hosts_hold_no_github_credential(cluster):
@@ -147,7 +159,7 @@ def test_review_comment_adds_a_commit_to_the_same_pull_request(cluster):
                                "memos/review.txt", line=1)  # fmt: skip
     wait_until("the follow-up task", lambda: task_of(cluster, number)["kind"] == "follow_up")
     (follow_up,) = cluster.wait([number], 180)
-    assert follow_up["state"] == "completed", follow_up
+    assert follow_up["state"] == "review", follow_up
     assert (follow_up["branch"], follow_up["pr_number"]) == (first["branch"], first["pr_number"])
     pull = cluster.github().get_repo(REPO).get_pull(first["pr_number"])
     assert pull.get_commits().totalCount == commits + 1
@@ -173,7 +185,7 @@ def test_crashed_agent_host_task_completes_elsewhere(cluster):
 
     def elsewhere() -> dict | None:
         now = task_of(cluster, number)
-        running = now["state"] in ("assigned", "in_progress", "testing", "review", "completed")
+        running = now["state"] in ("assigned", "in_progress", "testing", "review")
         return now if running and now["agent"] not in (None, victim) else None
 
     moved = wait_until("the task on another agent", elsewhere, timeout=90)

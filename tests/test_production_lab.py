@@ -204,7 +204,7 @@ def test_a_labelled_issue_becomes_a_ready_pull_request_with_passing_tests(site: 
     title, body, labels = ISSUES[0]
     number = site.file_issue(title, body, labels)
     (task,) = site.wait([number], timeout=180)
-    assert task["state"] == "completed", task
+    assert task["state"] == "review", task
     tests = task["result"]["tests"]
     # The agent role's default toolchain (python3-pytest) runs the repository's tests.
     assert tests["status"] == "passed", tests

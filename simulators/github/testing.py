@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from github import Auth, Github
 
@@ -15,6 +17,32 @@ from simulators.github.app import create_app
 from simulators.github.config import SimulatorConfig
 from simulators.github.simulator import GitHubSimulator
 from simulators.server import BackgroundServer
+
+
+def push_commit(
+    url: str, repo: str, login: str, branch: str, path: str, workdir: Path, *, new: bool = False
+) -> str:
+    """What a person does with git: clone ``repo`` as ``login``, commit a file ``path`` to
+    ``branch`` (a ``new`` one from the default branch) and push it; returns the commit."""
+    remote = url.replace("://", f"://x-access-token:{TOKENS[login]}@", 1) + f"/{repo}.git"
+    checkout = workdir / f"{login}-{branch.replace('/', '-')}-{path.replace('/', '-')}"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(workdir)}
+    for who in ("AUTHOR", "COMMITTER"):
+        env |= {f"GIT_{who}_NAME": login, f"GIT_{who}_EMAIL": f"{login}@example.invalid"}
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=checkout, env=env, check=True,
+                              capture_output=True, text=True)  # fmt: skip
+        return done.stdout.strip()
+
+    subprocess.run(["git", "clone", "-q", remote, str(checkout)], env=env, check=True)
+    git("checkout", "-q", *(["-b", branch] if new else [branch]))
+    (checkout / path).parent.mkdir(parents=True, exist_ok=True)
+    (checkout / path).write_text(f"# {path}, by {login}\n")
+    git("add", ".")
+    git("commit", "-q", "-m", f"{path}, by {login}")
+    git("push", "-q", "origin", branch)
+    return git("rev-parse", "HEAD")
 
 
 def pygithub(url: str, token: str | None = None) -> Github:

@@ -206,7 +206,12 @@ class Cluster:
             task_id = task.id
         return self.client.get(f"/api/v1/tasks/{task_id}", headers=self.admin_headers).json
 
-    def wait_for(self, issue_number: int, states=("completed", "failed"), timeout=90) -> dict:
+    def events(self, task_id: int) -> list[dict]:
+        answer = self.client.get(f"/api/v1/tasks/{task_id}/events?per_page=100",
+                                 headers=self.admin_headers)  # fmt: skip
+        return answer.json["items"]
+
+    def wait_for(self, issue_number: int, states=("review", "failed"), timeout=90) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

@@ -16,7 +16,7 @@ from agent_app.gitcmd import Git
 from agent_app.workspace import Workspaces
 from lab.services import free_port
 from simulators.github.config import SimulatorConfig
-from simulators.github.testing import TOKENS, running_simulator, sample_seed
+from simulators.github.testing import TOKENS, push_commit, running_simulator, sample_seed
 from tests.agent.conftest import REPO
 from tests.agent.test_agent_tasks import ADD_TRIPLE, NEVER_FIXED, edit
 from tests.certificates import throwaway_ca
@@ -51,18 +51,27 @@ def test_review_comment_becomes_a_new_commit_on_the_same_pull_request(cluster_fa
         cluster.agent()
         number = cluster.label_issue("Add a triple function", "widgets should offer triple(x)")
         first = cluster.wait_for(number)
-        assert first["state"] == "completed", first
+        assert first["state"] == "review", first
         pr = cluster.gh("bob").get_repo(REPO).get_pull(first["pr_number"])
         (commit,) = pr.get_commits()
+        # A maintainer pushes a fix of their own to the branch before reviewing.
+        theirs = push_commit(cluster.github_url, REPO, "bob", first["branch"], "NOTES.md",
+                             cluster.tmp)  # fmt: skip
         pr.create_review_comment(
             "Say it works for any number", commit, "widgets/__init__.py", line=5
         )
         follow_up = wait_for_follow_up(cluster, number)
-        assert follow_up["kind"] == "follow_up" and follow_up["state"] == "completed", follow_up
+        assert follow_up["kind"] == "follow_up" and follow_up["state"] == "review", follow_up
         assert follow_up["branch"] == first["branch"]
         assert follow_up["pr_number"] == first["pr_number"]
         pr = cluster.gh("bob").get_repo(REPO).get_pull(first["pr_number"])
-        assert pr.get_commits().totalCount == 2  # a new commit, same pull request
+        commits = list(pr.get_commits())
+        assert len(commits) == 3  # a new commit, same pull request
+        # The follow-up built on the maintainer's push and kept it; the push is on the record.
+        assert [c.sha for c in commits[1:]] == [theirs, follow_up["result"]["pushed_commit"]]
+        assert commits[2].parents[0].sha == theirs
+        pushes = [e for e in cluster.events(first["id"]) if e["kind"] == "pushed_by_person"]
+        assert [(e["data"]["by"], e["data"]["head"]) for e in pushes] == [("bob", theirs)]
         pulls = cluster.gh().get_repo(REPO).get_pulls(state="all")
         assert [p.number for p in pulls if p.head.ref == first["branch"]] == [pr.number]
 
@@ -91,7 +100,7 @@ def test_a_draft_is_ready_for_review_once_a_follow_up_makes_the_tests_pass(clust
             "quarter divides by three; make it four", commit, "widgets/__init__.py", line=7
         )
         follow_up = wait_for_follow_up(cluster, number)
-        assert follow_up["state"] == "completed", follow_up
+        assert follow_up["state"] == "review", follow_up
         assert follow_up["result"]["tests"]["status"] == "passed", follow_up
         pr = cluster.gh("bob").get_repo(REPO).get_pull(first["pr_number"])
         assert not pr.draft and "draft" not in pr.body

@@ -65,7 +65,7 @@ def test_the_model_never_receives_the_hidden_instruction(cluster_factory):
         cluster.agent()
         number = cluster.label_issue("Add a triple function", SNEAKY_BODY)
         task = cluster.wait_for(number)
-        assert task["state"] == "completed", task
+        assert task["state"] == "review", task
         sent = b"\n".join(cluster.claude_bodies).decode()
         assert "widgets should offer triple(x)." in sent
         assert HIDDEN not in sent and "\\u202e" not in sent and "\u202e" not in sent

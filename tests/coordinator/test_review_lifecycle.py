@@ -5,7 +5,6 @@ people, decided while its webhook was lost, quiet too long. The GitHub simulator
 from __future__ import annotations
 
 import json
-import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,36 +16,14 @@ from coordinator_app.branches import branch_name
 from coordinator_app.intake import Intake
 from coordinator_app.models import Agent, ProgressEvent, PullRequest, Task, WebhookDelivery, utcnow
 from coordinator_app.webhooks.payloads import VALIDATORS
-from simulators.github.testing import TOKENS
+from simulators.github.testing import push_commit
 from tests.coordinator.conftest import REPO, labels, settle, tasks_for
 
 TITLE = "Add a /health endpoint"
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "someone",
-    "GIT_AUTHOR_EMAIL": "someone@example.invalid",
-    "GIT_COMMITTER_NAME": "someone",
-    "GIT_COMMITTER_EMAIL": "someone@example.invalid",
-    "PATH": "/usr/bin:/bin",
-}
 
 
 def push(url: str, login: str, branch: str, path: str, workdir, *, new: bool = False) -> str:
-    """Commit ``path`` to ``branch`` as ``login`` and push it over HTTP; returns the commit."""
-    remote = url.replace("http://", f"http://x-access-token:{TOKENS[login]}@") + f"/{REPO}.git"
-    checkout = workdir / f"{login}-{path}"
-    subprocess.run(["git", "clone", "-q", remote, str(checkout)], check=True)
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=checkout, env=GIT_ENV, check=True,
-                              capture_output=True, text=True)  # fmt: skip
-        return done.stdout.strip()
-
-    git("checkout", "-q", *(["-b", branch] if new else [branch]))
-    (checkout / path).write_text(f"# {path} by {login}\n")
-    git("add", ".")
-    git("commit", "-q", "-m", f"{path} by {login}")
-    git("push", "-q", "origin", branch)
-    return git("rev-parse", "HEAD")
+    return push_commit(url, REPO, login, branch, path, workdir, new=new)
 
 
 def in_review(world, tmp_path, title: str = TITLE):

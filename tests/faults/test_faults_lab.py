@@ -39,7 +39,7 @@ NOTHING = {
     "match": {"prompt": r"(?i)leave (?P<tag>[a-z0-9-]+) alone"},
     "turns": [["Nothing needs changing."]],
 }
-RUNNING = ("assigned", "in_progress", "testing", "review")
+RUNNING = ("assigned", "in_progress", "testing")
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def figure(fault: str, seconds: float, note: str = "") -> None:
 def moved_off(cluster: LabCluster, number: int, victim: str) -> dict | None:
     """The task of ``number`` once it runs (or ran) on another agent than ``victim``."""
     task = task_of(cluster, number)
-    alive = task["state"] in (*RUNNING, "completed")
+    alive = task["state"] in (*RUNNING, "review")
     return task if alive and task["agent"] not in (None, victim) else None
 
 
