@@ -21,7 +21,7 @@ from pathlib import Path
 
 from github import Github
 
-from agent_app.exceptions import PublishError
+from agent_app.exceptions import GitHubRefused, PublishError
 from agent_app.gitcmd import Git, GitError
 from agent_app.github_access import Grant, TaskAccess
 from agent_app.github_retry import patiently
@@ -33,6 +33,8 @@ from coordinator_app.github_errors import classify
 
 logger = logging.getLogger(__name__)
 WORKFLOWS = ".github/workflows"
+# How git says a push was refused because the branch has commits the push lacks.
+BRANCH_MOVED = ("(fetch first)", "(non-fast-forward)")
 
 
 def nested_repositories(checkout: Path) -> list[str]:
@@ -181,8 +183,9 @@ class Publisher:
 
         The new commits (their messages and diffs) are checked first: a change that holds a
         secret is not pushed, and stays on the agent host for an operator to look at. The
-        coordinator confirms that this run still holds the task (TaskAccess.confirm). GitHub's
-        refusal raises GitHubRefused; an outage is waited out (agent_app.github_retry).
+        coordinator confirms that this run still holds the task (TaskAccess.confirm). A branch
+        that moved on GitHub meanwhile is merged in first; GitHub's refusal raises
+        GitHubRefused; an outage is waited out (agent_app.github_retry).
         """
         branch = self.access.grant.branch
         self._refuse_secrets(workspace, branch)
@@ -195,8 +198,8 @@ class Publisher:
                 f"+refs/heads/{branch}:refs/heads/{branch}",
                 cwd=mirror,
             )
-            # To the URL, not "origin": a mirror remote refuses single refspecs. Not --force: a
-            # follow-up builds on the branch, so anything else there is a real conflict.
+            # To the URL, not "origin": a mirror remote refuses single refspecs. Never --force:
+            # what people pushed to the branch stays (merged in below when the branch moved).
             url = self.git("remote", "get-url", "origin", cwd=mirror).strip()
         except GitError as exc:
             raise PublishError(f"push of {branch} failed: {exc}") from exc
@@ -207,8 +210,40 @@ class Publisher:
             return self.git("push", "--quiet", url, f"{ref}:{ref}", cwd=mirror,
                             token=self.access.token())  # fmt: skip
 
-        patiently(f"push of {branch}", send)
+        try:
+            patiently(f"push of {branch}", send)
+        except GitHubRefused as exc:
+            if not any(sign in str(exc) for sign in BRANCH_MOVED):
+                raise
+            # Someone pushed to the branch since the task began: build on their work.
+            self._merge_theirs(mirror, url, ref)
+            self.access.confirm()
+            patiently(f"push of {branch}", send)
         return self.git("rev-parse", ref, cwd=mirror).strip()
+
+    def _merge_theirs(self, mirror: Path, url: str, ref: str) -> None:
+        """Merge the branch as it is on GitHub into the task's work, in the mirror (no
+        checkout: git merge-tree), so the push adds to what people pushed and never replaces
+        it. A conflict stops the push: their change and the task's touch the same lines."""
+        theirs = "refs/claude-cluster/theirs"
+        patiently(f"fetching {ref}", lambda: self.git(
+            "fetch", "--quiet", "--no-tags", url, f"+{ref}:{theirs}", cwd=mirror,
+            token=self.access.token()))  # fmt: skip
+        try:
+            tree = self.git("merge-tree", "--write-tree", theirs, ref, cwd=mirror).split()[0]
+        except GitError as exc:
+            raise PublishError(
+                f"{ref.removeprefix('refs/heads/')} moved on GitHub (someone pushed to it) and "
+                "this task's change conflicts with theirs; nothing was pushed"
+            ) from exc
+        trailers = self.access.commit_trailers()
+        message = "Merge the branch's new commits from GitHub" + (
+            f"\n\n{trailers}" if trailers else ""
+        )
+        merge = self.git("commit-tree", tree, "-p", theirs, "-p", ref, "-m", message,
+                         cwd=mirror, author=self.access.grant.author).strip()  # fmt: skip
+        self.git("update-ref", ref, merge, cwd=mirror)
+        logger.info("%s moved on GitHub: merged into the task's work as %s", ref, merge[:12])
 
     def _refuse_secrets(self, workspace: TaskWorkspace, branch: str) -> None:
         try:

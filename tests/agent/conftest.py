@@ -23,8 +23,11 @@ from werkzeug.security import generate_password_hash
 
 from agent_app.cli import build_worker
 from agent_app.config import AgentConfig
+from agent_app.gitcmd import Git
 from agent_app.github_access import Grant, TaskAccess
+from agent_app.publisher import Publisher
 from agent_app.worker import Worker
+from agent_app.workspace import Workspaces
 from coordinator_app import create_app
 from coordinator_app.models import AdminUser, Task
 from simulators.claude import create_app as create_claude_app
@@ -309,3 +312,19 @@ def cluster_factory(database_url, redis_url, tmp_path):
         return running_cluster(database_url, redis_url, tmp_path, scenarios, **overrides)
 
     return factory
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A prepared task workspace on the GitHub simulator, and the publisher that commits it."""
+    with running_simulator(SimulatorConfig(seed=sample_seed(), data_dir=tmp_path / "gh")) as (
+        _sim,
+        url,
+    ):
+        workspaces = Workspaces(tmp_path / "agent", Git())
+        access = token_access(url, "claude/issue-1-x")
+        workspace = workspaces.prepare(
+            1, REPO, f"{url}/{REPO}.git", "claude/issue-1-x", "main", access.token()
+        )
+        publisher = Publisher(workspaces.git, access)
+        yield workspace, publisher, workspaces.mirror_path(REPO), tmp_path

@@ -9,31 +9,8 @@ import subprocess
 import threading
 from pathlib import Path
 
-import pytest
-
-from agent_app.gitcmd import Git
-from agent_app.publisher import Publisher
 from agent_app.sandbox import CommandRunner, Policy
-from agent_app.workspace import Workspaces
-from simulators.github.config import SimulatorConfig
-from simulators.github.testing import running_simulator, sample_seed
-from tests.agent.conftest import REPO, needs_bwrap, token_access
-
-
-@pytest.fixture
-def checkout(tmp_path):
-    """A prepared task workspace on the GitHub simulator, and the publisher that commits it."""
-    with running_simulator(SimulatorConfig(seed=sample_seed(), data_dir=tmp_path / "gh")) as (
-        _sim,
-        url,
-    ):
-        workspaces = Workspaces(tmp_path / "agent", Git())
-        access = token_access(url, "claude/issue-1-x")
-        workspace = workspaces.prepare(
-            1, REPO, f"{url}/{REPO}.git", "claude/issue-1-x", "main", access.token()
-        )
-        publisher = Publisher(workspaces.git, access)
-        yield workspace, publisher, workspaces.mirror_path(REPO), tmp_path
+from tests.agent.conftest import needs_bwrap
 
 
 def hostile_git_dir(folder: Path, marker: Path) -> None:
