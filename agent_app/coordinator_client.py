@@ -92,7 +92,7 @@ class CoordinatorClient:
         json: Any,
         token: str | None,
         headers: dict | None = None,
-        timeout: float = 15,
+        timeout: float | None = None,
     ) -> dict:
         headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
         try:

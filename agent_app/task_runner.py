@@ -115,7 +115,7 @@ class TaskRunner:
         workspace: TaskWorkspace | None = None
         publisher: Publisher | None = None
         try:
-            publisher = self.publisher(running)
+            publisher = self.publisher(running, report)
             grant = publisher.access.grant
             clone_url, default_branch = publisher.clone_url()
             running.phase = "preparing workspace"
@@ -143,13 +143,10 @@ class TaskRunner:
             if publisher is not None:
                 publisher.close(revoke=True)
 
-    def publisher(self, running: RunningTask) -> Publisher:
+    def publisher(self, running: RunningTask, report: Reports) -> Publisher:
         """The task's way to GitHub, with the grant it was claimed with (renewed from the
         coordinator for this task's branch when it runs low)."""
-        access = TaskAccess(
-            Grant.from_json(running.grant),
-            renew=lambda ref: Reports(self.coordinator, running).github_token(ref),
-        )
+        access = TaskAccess(Grant.from_json(running.grant), renew=report.github_token)
         return Publisher(self.workspaces.git, access, self.config.secrets)
 
     # Phases ------------------------------------------------------------------------------

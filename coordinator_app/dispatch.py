@@ -33,6 +33,13 @@ def live_agents(session: Session, config: CoordinatorConfig, now: datetime) -> l
     ]
 
 
+def lineup(live: list[Agent]) -> frozenset:
+    """What routing depends on of the live agents: equal lineups route every task alike."""
+    return frozenset(
+        (a.name, tuple(a.specialties), tuple(a.capabilities), a.clearance, a.draining) for a in live
+    )
+
+
 def route(task: Task, live: list[Agent]) -> str:
     """The queue ``task`` belongs on while ``live`` are the live agents."""
     specialty = task.specialty or "general"

@@ -71,6 +71,7 @@ class Processor:
         self._thread: threading.Thread | None = None
         self._last_poll = 0.0
         self._last_review_look = 0.0
+        self._routed_for: frozenset | None = None  # the live agents offers were last routed for
         self._next_sync = 0.0
         self._started = clock()
         # In App mode deliveries wait for the first sync: before it, no repository is served.
@@ -267,6 +268,9 @@ class Processor:
         agent that read the old entry meanwhile may still claim the task: PostgreSQL decides."""
         with self.database.session() as session:
             live = dispatch.live_agents(session, self.config, self.clock())
+            lineup = dispatch.lineup(live)
+            if lineup == self._routed_for:
+                return 0  # nobody came or went: every offer is where it belongs
             moved = dispatch.misrouted(session, live)
             for task in moved:
                 self.queues.withdraw(task.offered_queue, task.queue_entry)
@@ -277,6 +281,7 @@ class Processor:
                     dispatch.route(task, live),
                 )
                 task.queue_entry = task.offered_queue = None
+        self._routed_for = lineup
         return len(moved)
 
     def send_outbox(self) -> int:
