@@ -8,9 +8,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, select
+from alembic import command
+from sqlalchemy import create_engine, delete, select, text
 
-from coordinator_app import reviews, tasks
+from coordinator_app import migrate, reviews, tasks
 from coordinator_app.api.schemas import task_json
 from coordinator_app.branches import branch_name
 from coordinator_app.intake import Intake
@@ -268,3 +269,39 @@ def test_events_on_pull_requests_the_cluster_did_not_open_change_nothing(world, 
         assert session.scalar(select(PullRequest)) is None
     assert task is None
     assert outcome.startswith(("ignored", "noted"))
+
+
+def test_an_upgrade_records_the_pull_requests_of_earlier_tasks(postgres_url):
+    """Migration 0008 on a database with work done before it: each pull request the cluster
+    opened is recorded, open, for the processor to read back; the downgrade restores."""
+    migrate.upgrade(postgres_url, "0007")
+    engine = create_engine(postgres_url)
+    insert = text(
+        "INSERT INTO tasks (kind, repository, issue_number, title, body, requested_by, state, "
+        "security_level, analysis, depends_on, budget, attempts, input_tokens, output_tokens, "
+        "cost_usd, result, created_at, updated_at, branch, pr_number, pr_url, specialty) "
+        "VALUES (:kind, 'octo/app', :issue, 't', '', 'bob', :state, 'standard', '{}', '{}', "
+        "'{}', 1, 0, 0, 0, '{}', now(), now(), :branch, :pr, :url, 'backend')"
+    )
+    rows = [  # a done task with its PR, its follow-up on the same PR, one with no PR
+        ("issue", 1, "completed", "claude/issue-1-a", 4),
+        ("follow_up", 1, "completed", "claude/issue-1-a", 4),
+        ("issue", 2, "failed", None, None),
+    ]
+    with engine.begin() as conn:
+        for kind, issue, state, branch, pr in rows:
+            url = pr and f"https://github.com/octo/app/pull/{pr}"
+            values = {"kind": kind, "issue": issue, "state": state, "branch": branch, "pr": pr}
+            conn.execute(insert, {**values, "url": url})
+    migrate.upgrade(postgres_url)
+    with engine.connect() as conn:
+        recorded = conn.execute(
+            text("SELECT number, issue_number, state, task_id, branch FROM pull_requests")
+        ).all()
+        first = conn.execute(text("SELECT min(id) FROM tasks")).scalar()
+    assert [tuple(r) for r in recorded] == [(4, 1, "open", first, "claude/issue-1-a")]
+    command.downgrade(migrate.alembic_config(postgres_url), "0007")
+    with engine.connect() as conn:
+        tables = conn.execute(text("SELECT to_regclass('pull_requests')")).scalar()
+    assert tables is None
+    engine.dispose()
