@@ -100,7 +100,8 @@ def decide(
     pull.state, pull.decided_by = decision, by
     pull.decided_at = at or utcnow()
     actor, who = (f"github:{by}", f"@{by}") if by else ("github", "someone (seen on GitHub)")
-    for task in _tasks_of(session, pull, [TaskState.REVIEW]):
+    waiting = _tasks_of(session, pull, [TaskState.REVIEW])
+    for task in waiting:
         if merged:
             tasks.transition(
                 session,
@@ -123,7 +124,7 @@ def decide(
         if task.state != TaskState.FAILED.value or task.retry_at is not None:
             # A follow-up still to run or retry would push to a decided pull request.
             tasks.cancel_task(session, task, actor=actor, reason=f"PR #{number} {decision}")
-    if not merged:
+    if waiting and not merged:  # (a pull request of tasks done before 0008 says nothing)
         outbox.comment(
             session,
             repository,
