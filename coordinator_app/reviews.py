@@ -244,10 +244,12 @@ def stale_reviews(session: Session, stale_seconds: int, now: datetime) -> list[P
 
 
 def remind_stale(session: Session, stale_seconds: int, now: datetime) -> int:
-    """One reminder comment per quiet spell on each stale pull request; returns how many."""
+    """One reminder comment per quiet spell on each stale pull request that GitHub confirmed
+    open (read back at least once: a decision whose webhook was lost gets no reminder);
+    returns how many."""
     reminded = 0
     for pull in stale_reviews(session, stale_seconds, now):
-        if pull.reminded_at is not None:
+        if pull.reminded_at is not None or pull.checked_at is None:
             continue
         quiet = _duration(now - pull.last_activity_at)
         outbox.comment(

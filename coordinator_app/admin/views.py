@@ -3,6 +3,8 @@ autoscaling)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import redis
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask import session as flask_session
@@ -11,12 +13,14 @@ from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from coordinator_app import (
+    acceptance,
     agents,
     audit,
     autoscaler,
     dispatch,
     json_input,
     ratelimit,
+    reviews,
     scaling,
     served,
     tasks,
@@ -194,6 +198,48 @@ def agent_action(agent_id: int, action: str):
     session.commit()
     flash(f"Agent {agent.name}: {'draining' if agent.draining else 'accepting work'}.")
     return redirect(url_for("admin.agent_list"))
+
+
+@bp.get("/acceptance")
+@login_required
+def acceptance_page():
+    """The acceptance figures as a table and a chart of merge rates, and the pull requests
+    waiting too long for a review."""
+    by = request.args.get("by")
+    if by not in acceptance.GROUPINGS:
+        by = acceptance.GROUPINGS[0]  # the default view, rather than an error
+    session = get_session()
+    now = utcnow()
+    *groups, total = acceptance.figures(session, by)
+    stale_seconds = services().config.stale_review_seconds
+    return render_template(
+        "admin/acceptance.html",
+        by=by,
+        groupings=acceptance.GROUPINGS,
+        groups=groups,
+        total=total,
+        stale_seconds=stale_seconds,
+        waiting=reviews.stale_reviews(session, stale_seconds, now),
+        now=now,
+    )
+
+
+@bp.app_template_filter("duration")
+def duration(seconds: float) -> str:
+    """``seconds`` in its two largest units: "2 d 3 h", "13 h", "4 min 10 s"."""
+    left, parts = round(abs(seconds)), []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        count, left = divmod(left, size)
+        if count or parts:  # from the largest unit on, zeros hold their place, unshown
+            parts.append(f"{count} {unit}" if count else "")
+    shown = " ".join(part for part in parts[:2] if part) or "0 s"
+    return f"-{shown}" if seconds < 0 else shown
+
+
+@bp.app_template_filter("utc")
+def utc(moment: datetime) -> str:
+    """``moment`` to the minute, in UTC whatever the database session's time zone."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @bp.get("/audit")

@@ -16,4 +16,11 @@ def _rate_limit() -> None:
 
 
 # Route modules register themselves on ``bp``.
-from coordinator_app.api import agents, auth_routes, openapi, scaling, tasks  # noqa: E402, F401
+from coordinator_app.api import (  # noqa: E402, F401
+    acceptance,
+    agents,
+    auth_routes,
+    openapi,
+    scaling,
+    tasks,
+)

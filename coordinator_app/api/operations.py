@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import UnsupportedMediaType
 
 from coordinator_app import json_input
+from coordinator_app.acceptance import GROUPINGS
 from coordinator_app.api.schemas import BOOLEAN, ID, STRING
 from coordinator_app.config import SPECIALTIES
 from coordinator_app.db import INT_MAX
@@ -218,7 +219,7 @@ OPERATIONS: dict[str, Operation] = {
     "agent_heartbeat": Operation("HeartbeatAnswer", body=HEARTBEAT, refusals=(409,)),
     "agent_tasks": Operation("TaskPage", query=PAGE),
     "queue_depths": Operation("Queues"),
-    # Tokens, the document, scaling
+    # Tokens, the document, scaling, acceptance
     "agent_token": Operation(
         "AgentToken",
         body=AGENT_CREDENTIALS,
@@ -228,6 +229,9 @@ OPERATIONS: dict[str, Operation] = {
     "admin_token": Operation("Token", body=ADMIN_CREDENTIALS, refusals=(401,)),
     "openapi_document": Operation("Document"),
     "scaling_decision": Operation("Scaling"),
+    "acceptance_figures": Operation(
+        "Acceptance", query={"by": {"enum": list(GROUPINGS), "default": GROUPINGS[0]}}
+    ),
 }
 
 

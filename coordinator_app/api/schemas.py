@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from coordinator_app.acceptance import GROUPINGS, Figures
 from coordinator_app.config import SPECIALTIES
 from coordinator_app.db import INT_MAX
 from coordinator_app.json_input import nullable
@@ -311,6 +312,47 @@ SCALING = record(
         ),
     },
 )
+# The acceptance figures of a group (coordinator_app.acceptance says what each one means).
+FIGURES = record(
+    group=STRING,
+    opened=INTEGER,
+    merged=INTEGER,
+    rejected=INTEGER,
+    open=INTEGER,
+    merge_rate=nullable(NUMBER),
+    median_seconds_to_first_pr=nullable(NUMBER),
+    median_seconds_to_merge=nullable(NUMBER),
+    follow_up_rounds=nullable(NUMBER),
+    cost_usd=NUMBER,
+    cost_per_merged_pr=nullable(NUMBER),
+)
+ACCEPTANCE = record(
+    by={"enum": list(GROUPINGS)}, groups={"type": "array", "items": FIGURES}, total=FIGURES
+)
+
+
+def acceptance_json(by: str, rows: list[Figures]) -> dict[str, Any]:
+    """``ACCEPTANCE``: the groups' figures, then the total's."""
+
+    def figures_json(row: Figures) -> dict[str, Any]:
+        return {
+            "group": row.group,
+            "opened": row.opened,
+            "merged": row.merged,
+            "rejected": row.rejected,
+            "open": row.open,
+            "merge_rate": row.merge_rate,
+            "median_seconds_to_first_pr": row.median_seconds_to_first_pr,
+            "median_seconds_to_merge": row.median_seconds_to_merge,
+            "follow_up_rounds": row.follow_up_rounds,
+            "cost_usd": row.cost_usd,
+            "cost_per_merged_pr": row.cost_per_merged_pr,
+        }
+
+    *groups, total = rows
+    return {"by": by, "groups": [figures_json(g) for g in groups], "total": figures_json(total)}
+
+
 DOCUMENT = {"type": "object", "required": ["openapi", "info", "paths"]}
 ERROR = record(
     error=record(status={"type": "integer", "minimum": 400}, code=STRING, message=STRING)
@@ -334,6 +376,7 @@ COMPONENTS = {
     "AgentToken": AGENT_TOKEN,
     "Queues": QUEUES,
     "Scaling": SCALING,
+    "Acceptance": ACCEPTANCE,
     "Document": DOCUMENT,
     "Error": ERROR,
 }

@@ -9,6 +9,7 @@ import tempfile
 import pytest
 import requests
 
+from coordinator_app.admin.views import duration
 from tests.coordinator.conftest import ADMIN_PASSWORD
 from tests.coordinator.test_api_tasks import create
 
@@ -168,3 +169,115 @@ def test_operator_enables_autoscaling_and_sees_why_it_cannot_run_here(server, br
     assert "enabled" in browser.find_element(By.ID, "autoscale-state").text
     browser.find_element(By.LINK_TEXT, "Audit log").click()
     assert "admin:alice autoscale.enable" in browser.find_element(By.ID, "audit").text
+
+
+def test_operator_reads_the_acceptance_figures_and_the_reviews_waiting(
+    server, browser, ccc, admin_user
+):
+    from selenium.webdriver.common.by import By
+
+    from tests.coordinator.test_acceptance import record_history
+
+    dash = "\N{EN DASH}"  # what a figure shows while it does not exist
+    record_history(ccc)
+    browser.get(f"{server.url}/admin/login")
+    browser.find_element(By.NAME, "username").send_keys("alice")
+    browser.find_element(By.NAME, "password").send_keys(ADMIN_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    browser.find_element(By.LINK_TEXT, "Acceptance").click()
+
+    def table() -> list[list[str]]:
+        rows = browser.find_elements(By.CSS_SELECTOR, "#figures tr")
+        return [
+            [cell.text for cell in row.find_elements(By.CSS_SELECTOR, "th, td")] for row in rows
+        ]
+
+    def bars() -> dict[str, tuple[float, str]]:
+        """Each bar of the chart: its group -> (its length, its label)."""
+        found = {}
+        for bar in browser.find_elements(By.CSS_SELECTOR, "#merge-rates g"):
+            name = bar.find_element(By.CSS_SELECTOR, "text").text
+            (rect,) = bar.find_elements(By.CSS_SELECTOR, "rect.bar")
+            label = bar.find_element(By.CSS_SELECTOR, "text.label").text
+            found[name] = (float(rect.get_attribute("width")), label)
+        return found
+
+    header = ["Repository", "Opened", "Merged", "Rejected", "Open", "Merge rate"]
+    header += ["Median time to PR", "Median time to merge", "Follow-up rounds", "Cost"]
+    assert table() == [
+        [*header, "Cost per merged PR"],
+        ["acme/api", "4", "1", "0", "3", "100%", "35 min", "3 h", "1.0", "$2.50", "$2.50"],
+        ["acme/widgets", "3", "2", "1", "0", "67%", "25 min", "13 h", "1.5", "$5.50", "$2.75"],
+        ["all", "7", "3", "1", "3", "75%", "25 min", "3 h", "1.3", "$8.00", "$2.67"],
+    ]
+    assert bars() == {
+        "acme/api": (400, "1/1 merged (100%)"),
+        "acme/widgets": (266.7, "2/3 merged (67%)"),
+    }
+    assert browser.find_element(By.CSS_SELECTOR, "#grouping strong").text == "repository"
+
+    browser.find_element(By.LINK_TEXT, "agent").click()
+    wait_for_text(browser, "be-2")
+    assert [row[:6] + row[8:] for row in table()[1:]] == [
+        ["be-1", "2", "1", "0", "1", "100%", "2.0", "$2.62", "$2.62"],
+        ["be-2", "1", "1", "0", "0", "100%", "1.0", "$2.38", "$2.38"],
+        ["fe-1", "2", "0", "1", "1", "0%", dash, "$1.38", dash],
+        ["fe-2", "1", "0", "0", "1", dash, dash, "$0.12", dash],
+        ["unknown", "1", "1", "0", "0", "100%", "1.0", "$1.50", "$1.50"],
+        ["all", "7", "3", "1", "3", "75%", "1.3", "$8.00", "$2.67"],
+    ]
+    assert [row[6:8] for row in table()[1:3]] == [["37 min 30 s", "2 h"], ["1 h", "1 d"]]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#merge-rates rect.bar")) == 5
+    assert bars() == {
+        "be-1": (400, "1/1 merged (100%)"),
+        "be-2": (400, "1/1 merged (100%)"),
+        "fe-1": (0, "0/1 merged (0%)"),
+        "fe-2": (0, "nothing decided, 1 open"),
+        "unknown": (400, "1/1 merged (100%)"),
+    }
+
+    # Open and quiet for more than stale_review_seconds (3 days), the quietest first.
+    waiting = [
+        [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+        for row in browser.find_elements(By.CSS_SELECTOR, "#reviews-waiting tbody tr")
+    ]
+    assert [row[:3] for row in waiting] == [
+        ["acme/api#10", "#7", "be-1"],
+        ["acme/api#13", "#10", "fe-2"],
+    ]
+    assert waiting[0][4].endswith("(28 d 23 h ago)") and waiting[1][4].endswith("(3 d 1 h ago)")
+    assert waiting[0][5].endswith(" UTC") and waiting[1][5] == "not yet"
+    link = browser.find_element(By.LINK_TEXT, "acme/api#10")
+    assert link.get_attribute("href") == "https://github.com/acme/api/pull/10"
+
+
+def test_acceptance_page_of_a_cluster_without_pull_requests(server, admin_user):
+    session = admin_session(server.url)
+    page = session.get(f"{server.url}/admin/acceptance?by=<script>", timeout=5)
+    assert page.status_code == 200
+    assert "<script>" not in page.text  # an unknown grouping is the default one, not echoed
+    assert '<strong aria-current="page">repository</strong>' in page.text
+    assert "No pull requests yet." in page.text and "<svg" not in page.text
+    assert "None: every open pull request saw activity in the last 3 d." in page.text
+    session.close()
+
+
+def test_a_merged_pull_requests_task_page_shows_its_time_to_merge(server, ccc, admin_user):
+    from sqlalchemy import select
+
+    from coordinator_app.models import PullRequest
+    from tests.coordinator.test_acceptance import record_history
+
+    record_history(ccc)
+    with ccc.database.session() as session:
+        pull = session.scalar(
+            select(PullRequest).where(PullRequest.state == "merged").order_by(PullRequest.id)
+        )
+        task_id, merge = pull.task_id, (pull.decided_at - pull.opened_at).total_seconds()
+    session = admin_session(server.url)
+    page = session.get(f"{server.url}/admin/tasks/{task_id}", timeout=5)
+    assert page.status_code == 200
+    shown = re.search(r'<p id="pull-request">(.*?)</p>', page.text, re.DOTALL).group(1)
+    assert f"Pull request #{pull.number}: merged" in shown
+    assert f"time to merge {duration(merge)}" in shown
+    session.close()

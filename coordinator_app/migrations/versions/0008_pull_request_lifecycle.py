@@ -3,8 +3,8 @@
 ``pull_requests``: each pull request the cluster opened, from opening to GitHub's decision (the
 acceptance figures); ``tasks.executor``: what ran the model loop. A task in review no longer
 holds its issue (its run is over; a follow-up may start beside it), so the one-live-task index
-leaves review out. Pull requests of tasks completed before this change are recorded as open:
-the processor reads their state from GitHub.
+leaves review out. Pull requests of tasks completed before this change are recorded as open,
+active now (no reminder for them before GitHub was asked): the processor reads their state back.
 
 Revision ID: 0008
 Revises: 0007
@@ -74,8 +74,7 @@ def upgrade() -> None:
         INSERT INTO pull_requests (repository, number, url, branch, issue_number, task_id,
             specialty, agent, state, opened_at, last_activity_at)
         SELECT DISTINCT ON (t.repository, t.pr_number) t.repository, t.pr_number, t.pr_url,
-            t.branch, t.issue_number, t.id, t.specialty, a.name, 'open', t.updated_at,
-            t.updated_at
+            t.branch, t.issue_number, t.id, t.specialty, a.name, 'open', t.updated_at, now()
         FROM tasks t LEFT JOIN agents a ON a.id = t.agent_id
         WHERE t.pr_number IS NOT NULL AND t.pr_url IS NOT NULL
         ORDER BY t.repository, t.pr_number, t.id
