@@ -98,7 +98,8 @@ def decide(
     if pull.state == decision:
         return f"PR #{number} already {decision}"
     pull.state, pull.decided_by = decision, by
-    pull.decided_at = at or utcnow()
+    # GitHub's time counts to the second: never before the opening the coordinator recorded.
+    pull.decided_at = max(at or utcnow(), pull.opened_at)
     actor, who = (f"github:{by}", f"@{by}") if by else ("github", "someone (seen on GitHub)")
     waiting = _tasks_of(session, pull, [TaskState.REVIEW])
     for task in waiting:

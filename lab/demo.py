@@ -3,8 +3,10 @@
 ``--local`` runs every part on this machine's loopback as real processes: private PostgreSQL
 and Redis, the GitHub and Claude simulators (`ccc-sim`), the coordinator under gunicorn, and two
 `claude-agent run` processes with different specialties. Issues of different kinds are filed
-and labelled through the GitHub API; the demo prints progress, a summary table, and the admin
-URL, and keeps the cluster up until Ctrl-C (or exits at once with ``--exit``).
+and labelled through the GitHub API; once each has its pull request, the maintainer merges the
+first and closes the second without merging. The demo prints progress, a summary table with the
+merge rate, and the admin URL, and keeps the cluster up until Ctrl-C (or exits at once with
+``--exit``).
 
 ``--lab`` does the same on lab hosts provisioned by site.yml (see :mod:`lab.demo_lab`) and
 leaves them running until ``ccc-demo stop``.
@@ -37,6 +39,7 @@ from lab.config import LabConfig
 from lab.demo_cluster import (
     ADMIN,
     APP_ID,
+    REJECTED,
     REPO,
     SCENARIOS,
     SEED,
@@ -246,20 +249,32 @@ def _echo(message: str) -> None:
     click.echo(f"==> {message}")
 
 
-def _report(cluster: DemoCluster, tasks: list[dict], seconds: float) -> int:
-    """Print the summary table and where to look; 0 when every issue was completed."""
-    click.echo(f"\nall issues finished in {seconds:.1f}s\n")
-    click.echo(summary(tasks))
+def _job(cluster: DemoCluster, timeout: int) -> int:
+    """The main job on a running cluster: three issues become three pull requests, the
+    maintainer merges one and closes another; prints the summary and returns the exit code."""
+    started = time.monotonic()
+    tasks = cluster.wait(cluster.file_issues(), timeout)
+    seconds = time.monotonic() - started
+    click.echo(f"\nevery issue has its pull request (or failed) after {seconds:.1f}s")
+    tasks = cluster.decide(tasks, timeout)
+    return _report(cluster, tasks)
+
+
+def _report(cluster: DemoCluster, tasks: list[dict]) -> int:
+    """Print the summary table and where to look; 0 when the three issues ended as the job
+    intends: merged (completed), closed without merge (failed), in review."""
+    click.echo(f"\n{summary(tasks)}")
     for task in tasks:
         tests = (task.get("result") or {}).get("tests")
         if test_results.status(tests) == "not_run":
             click.echo(f"\nwarning: #{task['issue_number']}: {test_results.describe(tests)}")
     click.echo(
         f"\nadmin pages: {cluster.urls['coordinator']}/admin/  "
-        f"(user {ADMIN}, password {cluster.admin_password})"
+        f"(user {ADMIN}, password {cluster.admin_password}; Acceptance shows the merge rate)"
     )
     click.echo(f"GitHub simulator: {cluster.urls['github']}/api/v3/repos/{REPO}/pulls")
-    return 0 if all(t["state"] == "completed" for t in tasks) else 1
+    ends = [(t["state"], t["error"]) for t in tasks]
+    return 0 if ends == [("completed", None), ("failed", REJECTED), ("review", None)] else 1
 
 
 def run_local(exit_after: bool, timeout: int) -> int:
@@ -269,9 +284,7 @@ def run_local(exit_after: bool, timeout: int) -> int:
     code = 0
     try:
         cluster.start()
-        started = time.monotonic()
-        tasks = cluster.wait(cluster.file_issues(), timeout)
-        code = _report(cluster, tasks, time.monotonic() - started)
+        code = _job(cluster, timeout)
         click.echo(f"logs and workspaces: {root}")
         if not exit_after:
             click.echo("\nthe cluster keeps running; press Ctrl-C to stop it")
@@ -307,9 +320,7 @@ def run_lab(exit_after: bool, timeout: int) -> int:
         click.echo(f"demo failed: {exc}", err=True)
         return code
     try:
-        started = time.monotonic()
-        tasks = cluster.wait(cluster.file_issues(), timeout)
-        code = _report(cluster, tasks, time.monotonic() - started)
+        code = _job(cluster, timeout)
         click.echo(f"its certificate is from the cluster CA: {cluster.verify}")
         agent = next(h.name for h in cluster.spec.hosts if "agents" in h.roles)
         click.echo(f"on the hosts: ccc-lab status; ccc-lab ssh {agent} journalctl -u claude-agent")

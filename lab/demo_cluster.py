@@ -32,7 +32,10 @@ APP_ID = yaml.safe_load(SEED.read_text())["app"]["id"]
 REPO = "octo-org/textstats"
 ADMIN = "admin"
 MAINTAINER = "alice"
-FINAL = ("completed", "failed", "cancelled")
+# A run is over: its pull request awaits GitHub's decision, or it failed or was cancelled.
+RUN_ENDS = ("review", "failed", "cancelled")
+DECIDED = ("completed", "failed", "cancelled")  # GitHub decided (or nothing is left to decide)
+REJECTED = "pull request closed without merge"
 
 ISSUES = [
     (
@@ -154,8 +157,11 @@ class DemoCluster:
         """Every task the coordinator knows (the first 100)."""
         return self.api("GET", "/api/v1/tasks?per_page=100")["items"]
 
-    def wait(self, numbers: list[int], timeout: float) -> list[dict]:
-        """Print state changes until every issue's task is final; returns the tasks in detail."""
+    def wait(
+        self, numbers: list[int], timeout: float, ends: tuple[str, ...] = RUN_ENDS
+    ) -> list[dict]:
+        """Print state changes until every issue's task is in one of ``ends`` (by default: its
+        run is over); returns the tasks in detail."""
         deadline = time.monotonic() + timeout
         seen: dict[int, str] = {}
         while True:
@@ -170,11 +176,31 @@ class DemoCluster:
                     agent = f" ({task['agent']})" if task and task["agent"] else ""
                     self.echo(f"  #{number}: {state}{agent}")
                     seen[number] = state
-            if all(number in tasks and tasks[number]["state"] in FINAL for number in numbers):
+            if all(number in tasks and tasks[number]["state"] in ends for number in numbers):
                 return [self.api("GET", f"/api/v1/tasks/{tasks[n]['id']}") for n in numbers]
             if time.monotonic() > deadline:
                 raise ServiceError(f"issues not finished after {timeout:.0f}s: {seen}")
             time.sleep(1)
+
+    def decide(self, tasks: list[dict], timeout: float) -> list[dict]:
+        """Act as the maintainer: merge the first issue's pull request, close the second's
+        without merging, leave the third in review; wait until the coordinator recorded both
+        decisions. Returns the tasks again, in detail."""
+        ready = [t for t in tasks if t["state"] == "review" and t["pr_number"]]
+        if len(ready) >= 2:
+            repo = self.github(MAINTAINER).get_repo(REPO)
+            merge, close = ready[:2]
+            self.echo(
+                f"maintainer merges PR #{merge['pr_number']} (issue #{merge['issue_number']})"
+            )
+            repo.get_pull(merge["pr_number"]).merge()
+            self.echo(
+                f"maintainer closes PR #{close['pr_number']} (issue #{close['issue_number']}) "
+                "without merging"
+            )
+            repo.get_pull(close["pr_number"]).edit(state="closed")
+            self.wait([merge["issue_number"], close["issue_number"]], timeout, ends=DECIDED)
+        return [self.api("GET", f"/api/v1/tasks/{t['id']}") for t in tasks]
 
 
 def seed_tokens() -> dict[str, str]:
@@ -192,9 +218,9 @@ def write_app_key(path: Path) -> Path:
 
 
 def summary(tasks: list[dict]) -> str:
-    """The table the demo ends with."""
-    head = ("ISSUE", "SPECIALTY", "AGENT", "STATE", "TESTS", "PR", "TOKENS", "COST", "TIME")
-    rows = [head]
+    """The table the demo ends with, and the merge rate."""
+    head = ("ISSUE", "SPECIALTY", "AGENT", "STATE", "TESTS", "PR", "TOKENS", "COST", "TO PR")
+    rows = [(*head, "OUTCOME")]
     for task in tasks:
         verdict = test_results.short((task.get("result") or {}).get("tests"))
         rows.append(
@@ -208,19 +234,44 @@ def summary(tasks: list[dict]) -> str:
                 str(task["input_tokens"] + task["output_tokens"]),
                 f"${task['cost_usd']:.4f}",
                 f"{task_seconds(task):.1f}s",
+                outcome(task),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
+    table = "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + f"  {row[-1]}"
+        for row in rows
+    )
+    return f"{table}\n\n{merge_rate(tasks)}"
+
+
+def outcome(task: dict) -> str:
+    """What became of the task's work, in words."""
+    pull = task.get("pull_request") or {}
+    if task["state"] == "completed" and pull.get("seconds_to_merge") is not None:
+        return f"merged by {pull['decided_by']} {pull['seconds_to_merge']:.1f}s after it opened"
+    if task["state"] == "review":
+        return "pull request open, awaiting review"
+    return task.get("error") or task["state"]
+
+
+def merge_rate(tasks: list[dict]) -> str:
+    """``merge rate: 50% (1 merged, 1 closed without merge, 1 in review)``."""
+    states = [(t.get("pull_request") or {}).get("state") for t in tasks]
+    merged, closed, waiting = (states.count(s) for s in ("merged", "closed", "open"))
+    rate = f"{merged / (merged + closed):.0%}" if merged + closed else "-"
+    return (
+        f"merge rate: {rate} ({merged} merged, {closed} closed without merge, {waiting} in review)"
     )
 
 
 def task_seconds(task: dict) -> float:
-    """Seconds from a task's first recorded state to its last (label to PR when completed)."""
+    """Seconds from a task's first recorded state to its pull request (its first review), or
+    to its last state when it has none."""
     history = task["history"]
+    end = next((h for h in history if h["to"] == "review"), history[-1])
     return (
-        datetime.fromisoformat(history[-1]["at"]) - datetime.fromisoformat(history[0]["at"])
+        datetime.fromisoformat(end["at"]) - datetime.fromisoformat(history[0]["at"])
     ).total_seconds()
 
 

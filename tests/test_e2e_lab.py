@@ -127,7 +127,7 @@ def test_every_demo_issue_becomes_one_pull_request(cluster):
     )
     done = cluster.api("GET", f"/api/v1/tasks/{merged['id']}")
     assert done["pull_request"]["state"] == "merged", done
-    assert done["pull_request"]["seconds_to_merge"] > 0
+    assert done["pull_request"]["seconds_to_merge"] >= 0
     assert "claude:done" in {lbl.name for lbl in repo.get_issue(merged["issue_number"]).labels}
 
 

@@ -240,9 +240,13 @@ def test_the_real_payload_of_a_merge_completes_the_task(world, tmp_path, webhook
     payload["repository"]["full_name"] = REPO
     payload["number"] = payload["pull_request"]["number"] = pr.number
     assert not list(VALIDATORS["pull_request"].iter_errors(payload))
-    with ccc.database.session() as session:
+    with ccc.database.session() as session:  # opened when the payload's pull request was
+        reviews.find(session, REPO, pr.number).opened_at = datetime(
+            2022, 7, 9, 2, 19, 53, tzinfo=UTC
+        )
         outcome, _ = Intake(session, ccc.config, ccc.gateway).handle("pull_request", payload)
     assert outcome == f"PR #{pr.number} merged by @{payload['sender']['login']}"
+    assert task_of(ccc, task_id).detail["pull_request"]["seconds_to_merge"] == 35 * 60 + 26
     task = task_of(ccc, task_id)
     assert task.state == "completed"
     with ccc.database.session() as session:
