@@ -238,7 +238,8 @@ class Intake:
             )
         if self._is_own(sender):
             return f"ignored: pull_request.{action} by the cluster itself"
-        reviews.activity(self.session, repository, number)
+        if not reviews.activity(self.session, repository, number):
+            return f"ignored: pull_request.{action} on PR #{number}, not one in review"
         return f"noted: pull_request.{action} by {by}"
 
     def _issue_closed(self, repository: str, number: int) -> tuple[str, Task | None]:

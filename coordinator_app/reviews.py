@@ -208,11 +208,14 @@ def catch_up(session: Session, repository: str, number: int, found: dict) -> str
     return pushed(session, repository, number, by=None, head=found["head"])
 
 
-def activity(session: Session, repository: str, number: int) -> None:
-    """A person did something on the pull request (a review, a comment, an edit)."""
+def activity(session: Session, repository: str, number: int) -> bool:
+    """A person did something on the pull request (a review, a comment, an edit); False when
+    it is not an open pull request of the cluster's."""
     pull = find(session, repository, number, lock=True)
-    if pull is not None and pull.state == "open":
-        _touch(pull, utcnow())
+    if pull is None or pull.state != "open":
+        return False
+    _touch(pull, utcnow())
+    return True
 
 
 def due_for_check(session: Session, every_seconds: int, now: datetime, limit: int = 20):
