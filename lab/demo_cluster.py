@@ -22,6 +22,7 @@ import requests
 import yaml
 
 from coordinator_app import test_results
+from coordinator_app.reviews import REJECTED
 from lab.services import ServiceError
 from simulators.github.seed import generate_private_key
 
@@ -35,7 +36,11 @@ MAINTAINER = "alice"
 # A run is over: its pull request awaits GitHub's decision, or it failed or was cancelled.
 RUN_ENDS = ("review", "failed", "cancelled")
 DECIDED = ("completed", "failed", "cancelled")  # GitHub decided (or nothing is left to decide)
-REJECTED = "pull request closed without merge"
+# What the maintainer does with each issue's pull request, in the order of ISSUES; the rest stay
+# in review.
+DECISIONS = ("merge", "close")
+# How the issues' tasks end once the coordinator recorded those decisions: (state, error).
+EXPECTED_ENDS = [("completed", None), ("failed", REJECTED), ("review", None)]
 
 ISSUES = [
     (
@@ -183,23 +188,26 @@ class DemoCluster:
             time.sleep(1)
 
     def decide(self, tasks: list[dict], timeout: float) -> list[dict]:
-        """Act as the maintainer: merge the first issue's pull request, close the second's
-        without merging, leave the third in review; wait until the coordinator recorded both
-        decisions. Returns the tasks again, in detail."""
-        ready = [t for t in tasks if t["state"] == "review" and t["pr_number"]]
-        if len(ready) >= 2:
-            repo = self.github(MAINTAINER).get_repo(REPO)
-            merge, close = ready[:2]
-            self.echo(
-                f"maintainer merges PR #{merge['pr_number']} (issue #{merge['issue_number']})"
-            )
-            repo.get_pull(merge["pr_number"]).merge()
-            self.echo(
-                f"maintainer closes PR #{close['pr_number']} (issue #{close['issue_number']}) "
-                "without merging"
-            )
-            repo.get_pull(close["pr_number"]).edit(state="closed")
-            self.wait([merge["issue_number"], close["issue_number"]], timeout, ends=DECIDED)
+        """Act as the maintainer, by issue order (:data:`DECISIONS`): merge the first issue's
+        pull request, close the second's without merging, leave the third in review; wait until
+        the coordinator recorded the decisions. Returns the tasks again, in detail."""
+        repo = self.github(MAINTAINER).get_repo(REPO)
+        decided = []
+        for task, decision in zip(tasks, DECISIONS, strict=False):
+            issue, number = task["issue_number"], task["pr_number"]
+            if task["state"] != "review" or not number:
+                self.echo(f"maintainer cannot {decision} the PR of #{issue}: it is {task['state']}")
+                continue
+            pull = repo.get_pull(number)
+            if decision == "merge":
+                self.echo(f"maintainer merges PR #{number} (issue #{issue})")
+                pull.merge()
+            else:
+                self.echo(f"maintainer closes PR #{number} without merging (issue #{issue})")
+                pull.edit(state="closed")
+            decided.append(issue)
+        if decided:
+            self.wait(decided, timeout, ends=DECIDED)
         return [self.api("GET", f"/api/v1/tasks/{t['id']}") for t in tasks]
 
 
