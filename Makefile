@@ -33,9 +33,10 @@ $(BIN)/pip:
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || scripts/ensure-debian-packages.sh python3-venv
 	$(PYTHON) -m venv $(VENV)
 
-# The stamps depend on pyproject.toml: editing dependencies reinstalls, nothing else does.
-$(BIN)/.installed: pyproject.toml | $(BIN)/pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+# The stamps depend on the pyproject files: editing dependencies reinstalls, nothing else does.
+# The tests and the demo need the project and its devtools (lab, simulators, demo).
+$(BIN)/.installed: pyproject.toml devtools/pyproject.toml | $(BIN)/pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]' -e ./devtools
 	@touch $@ $(BIN)/.control-installed
 
 $(BIN)/.control-installed: pyproject.toml | $(BIN)/pip
@@ -76,4 +77,4 @@ demo-stop: $(BIN)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ccc-demo stop
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info devtools/*.egg-info .pytest_cache .ruff_cache

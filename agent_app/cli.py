@@ -16,13 +16,14 @@ from agent_app.api import ApiServer, create_api
 from agent_app.config import DEFAULT_CONFIG_FILE, AgentConfig
 from agent_app.coordinator_client import CoordinatorClient
 from agent_app.exceptions import AgentError
-from agent_app.executor import Executor, RateGate
+from agent_app.executor import LoopExecutor
 from agent_app.gitcmd import Git
+from agent_app.messages_api import MessagesApiModel, RateGate
 from agent_app.task_runner import TaskRunner
 from agent_app.worker import Worker
 from agent_app.workspace import Workspaces
-from coordinator_app.exceptions import ConfigError
-from coordinator_app.queues import TaskQueues
+from cluster_core.errors import ConfigError
+from cluster_core.queues import TaskQueues
 
 
 def _load(path: str | None) -> AgentConfig:
@@ -85,14 +86,10 @@ def build_worker(config: AgentConfig, config_path: str | None) -> Worker:
     client = anthropic.Anthropic(
         base_url=config.anthropic_base_url, api_key=config.anthropic_api_key, max_retries=0
     )
-    executor = Executor(
-        client,
-        config.model,
-        config.max_output_tokens,
-        config.price(config.model),
-        RateGate(),
-        config.secrets,
+    model = MessagesApiModel(
+        client, config.model, config.max_output_tokens, config.price(config.model), RateGate()
     )
+    executor = LoopExecutor(model, config.secrets)
     hidden = [Path(config_path or DEFAULT_CONFIG_FILE).resolve().parent]
     runner = TaskRunner(config, coordinator, workspaces, executor, hidden)
     queues = TaskQueues(redis.Redis.from_url(config.redis_url, socket_timeout=30))

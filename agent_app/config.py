@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_app.sandbox import MODES
-from coordinator_app.config import SPECIALTIES
-from coordinator_app.exceptions import ConfigError
-from coordinator_app.settings import load_settings
+from cluster_core.errors import ConfigError
+from cluster_core.settings import load_settings
+from cluster_core.specialties import SPECIALTIES
 
 DEFAULT_CONFIG_FILE = "/etc/claude-agent/agent.toml"
 ENV_PREFIX = "CLAUDE_AGENT_"

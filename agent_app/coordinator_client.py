@@ -11,7 +11,7 @@ import requests
 
 from agent_app.exceptions import AttemptOver, CoordinatorRefused, CoordinatorUnavailable
 from agent_app.redaction import Redactor
-from coordinator_app.json_input import storable
+from cluster_core.storable import storable
 
 logger = logging.getLogger(__name__)
 TOKEN_MARGIN_SECONDS = 60  # renew the bearer token this long before it expires

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from agent_app.exceptions import GitHubRefused, PublishError
 from agent_app.gitcmd import GitError
-from coordinator_app.github_errors import DEFAULT_WAIT_SECONDS, Failure, classify
+from cluster_core.github_errors import DEFAULT_WAIT_SECONDS, Failure, classify
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

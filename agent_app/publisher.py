@@ -28,8 +28,8 @@ from agent_app.github_retry import patiently
 from agent_app.redaction import Redactor
 from agent_app.repo_tests import REPO_CONFIG
 from agent_app.workspace import TaskWorkspace
-from coordinator_app.github_auth import github_client
-from coordinator_app.github_errors import classify
+from cluster_core.github_client import github_client
+from cluster_core.github_errors import classify
 
 logger = logging.getLogger(__name__)
 WORKFLOWS = ".github/workflows"

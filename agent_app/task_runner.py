@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agent_app import prompts, repo_tests, sandbox
+from agent_app.agent_loop import Budget, Usage
 from agent_app.config import AgentConfig
 from agent_app.coordinator_client import CoordinatorClient
 from agent_app.exceptions import (
@@ -25,8 +26,9 @@ from agent_app.exceptions import (
     GitHubRefused,
     LimitExceeded,
 )
-from agent_app.executor import Budget, Conversation, Executor, Usage
+from agent_app.executor import Executor
 from agent_app.github_access import Grant, TaskAccess
+from agent_app.model import Conversation
 from agent_app.publisher import Publisher
 from agent_app.sandbox import CommandRunner
 from agent_app.tools import ToolSet

@@ -30,7 +30,9 @@ class ToolResult:
 
 
 class ToolSet:
-    """Executes tool_use blocks inside ``repo``."""
+    """Executes tool_use blocks inside ``repo`` (the loop's environment)."""
+
+    definitions = TOOL_DEFINITIONS
 
     def __init__(
         self,

@@ -16,13 +16,14 @@ import uuid
 
 import redis
 
-from agent_app import __version__, systemd
+from agent_app import __version__
 from agent_app.config import AgentConfig
 from agent_app.coordinator_client import CoordinatorClient
 from agent_app.exceptions import AgentError, CoordinatorRefused, CoordinatorUnavailable
 from agent_app.task_runner import RunningTask, TaskRunner
 from agent_app.workspace import Workspaces
-from coordinator_app.queues import TaskQueues, queues_for
+from cluster_core import systemd
+from cluster_core.queues import TaskQueues, queues_for
 
 logger = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 60

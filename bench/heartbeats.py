@@ -28,7 +28,7 @@ from bench.procstat import MachineCPU, TreeCPU
 from bench.report import machine, ms, percentile, table
 from bench.runner import stop_cleanly_on_sigterm
 from bench.stack import Coordinator, request_json, running_coordinator
-from coordinator_app.config import SPECIALTIES
+from cluster_core.specialties import SPECIALTIES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

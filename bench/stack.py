@@ -33,6 +33,7 @@ class Coordinator:
     redis: RedisServer
     database_url: str
     gunicorn: subprocess.Popen
+    processor: subprocess.Popen
     host: str
     port: int
     webhook_secret: str
@@ -117,7 +118,8 @@ def _stop_gunicorn(process: subprocess.Popen) -> None:
 def running_coordinator(
     settings: dict[str, object] | None = None,
 ) -> Iterator[Coordinator]:
-    """Start PostgreSQL, Redis and ``gunicorn coordinator_app.wsgi:app`` (2 gthread workers).
+    """Start PostgreSQL, Redis, ``gunicorn coordinator_app.wsgi:app`` (2 gthread workers) and
+    the processor (``ccc process``).
 
     ``settings`` go into the coordinator's TOML file on top of the benchmark's own. Everything
     is stopped and removed on the way out.
@@ -136,7 +138,6 @@ def running_coordinator(
             "webhook_secret": webhook_secret,
             "github_api_url": "http://127.0.0.1:9/api/v3",  # nothing listens: no GitHub calls
             "github_token": "unused",
-            "background_processing": True,
             **(settings or {}),
         }
         config = tmp / "coordinator.toml"
@@ -173,6 +174,12 @@ def running_coordinator(
             start_new_session=True,
         )
         stack.callback(_stop_gunicorn, gunicorn)
+        # The processor (stored deliveries to tasks), as the role runs it beside gunicorn.
+        processor = subprocess.Popen(
+            [str(Path(sys.executable).with_name("ccc")), "process"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        stack.callback(_stop_gunicorn, processor)
         try:
             _wait_ready(host, port, gunicorn)
         except RuntimeError:
@@ -184,6 +191,7 @@ def running_coordinator(
             redis_server,
             database_url,
             gunicorn,
+            processor,
             host,
             port,
             webhook_secret,

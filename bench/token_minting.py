@@ -25,11 +25,12 @@ from werkzeug.security import generate_password_hash
 
 from bench.report import machine, ms, percentile, table, verdict
 from bench.runner import stop_cleanly_on_sigterm
-from coordinator_app import create_app, migrate
+from cluster_core.queues import queues_for
+from coordinator_app import migrate
+from coordinator_app.app import create_app
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.db import Database
 from coordinator_app.models import AdminUser
-from coordinator_app.queues import queues_for
 from lab.services import PostgresServer, RedisServer
 from simulators.github.config import SimulatorConfig
 from simulators.github.testing import TOKENS, running_simulator, sample_seed
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         key = tmp / "app.pem"
         key.write_text(sim.store.app.private_key_pem)
         common = {"secret_key": secrets.token_hex(32), "github_api_url": f"{url}/api/v3",
-                  "background_processing": False, "secure_cookies": False}  # fmt: skip
+                  "secure_cookies": False}  # fmt: skip
         claimers = {}
         for label, name, github in (
             (BASELINE, "token", {"github_token": TOKENS["cluster-bot"],

@@ -2,7 +2,7 @@
 
 Starts private PostgreSQL and Redis, the GitHub simulator, and
 ``gunicorn --worker-class gthread --workers 2 --threads 8 coordinator_app.wsgi:app`` on loopback
-(background processing on), then measures:
+with the processor (``ccc process``) beside it, then measures:
 
 1. a plain single-row INSERT rate into a jsonb table of the same PostgreSQL (the baseline);
 2. sustained signed ``issues.labeled`` ingest with several client threads, a share of them
@@ -478,7 +478,7 @@ NOTES = """\
 Notes: the POST → queued latency includes every GitHub call the intake makes before the task is
 queued (the labeller's permission check and whatever the table above shows), answered by the
 GitHub simulator running in this process. 'stored→created' holds the processor wake-up
-(notify() wakes the processor of the gunicorn worker that stored the delivery) and the
+(the worker that stored the delivery wakes the processor with a PostgreSQL NOTIFY) and the
 permission check. The breakdown uses the coordinator's own timestamps (same clock). PostgreSQL
 runs with fsync=off and synchronous_commit=off (lab.services) for the ingest and the baseline.
 """
@@ -509,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         coord = stack.enter_context(running_coordinator(settings))
         meters = {
             "gunicorn (master + 2 workers)": TreeCPU(coord.gunicorn.pid),
+            "processor (ccc process)": TreeCPU(coord.processor.pid),
             "PostgreSQL": TreeCPU(coord.postgres.process.pid),
             "Redis": TreeCPU(coord.redis.process.pid),
             "benchmark clients (this process)": TreeCPU(os.getpid(), tree=False),

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from sqlalchemy import Double, Subquery, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from cluster_core.states import TaskKind
 from coordinator_app.models import PullRequest, Task
-from coordinator_app.states import TaskKind
 
 GROUPINGS = ("repository", "specialty", "agent", "executor")
 UNKNOWN = "unknown"  # the group of pull requests whose run did not record it

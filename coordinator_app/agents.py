@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from coordinator_app.config import SPECIALTIES, CoordinatorConfig
+from cluster_core.specialties import SECURITY_LEVELS, SPECIALTIES
+from cluster_core.states import RUNNING_STATES, AgentState, TaskState
+from coordinator_app.config import CoordinatorConfig
 from coordinator_app.exceptions import Conflict, InvalidRequest, Unauthorized
 from coordinator_app.models import Agent, Task
-from coordinator_app.queues import SECURITY_LEVELS
-from coordinator_app.states import RUNNING_STATES, AgentState, TaskState
 from coordinator_app.tasks import renew_leases, transition
 
 KEY_PREFIX = "ccca_"  # recognisable in secret scanners and logs that must redact it

@@ -8,25 +8,31 @@ import logging
 import os
 import signal
 import sys
-import threading
 
 import click
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
+from cluster_core import systemd
+from cluster_core.errors import ConfigError
+from cluster_core.specialties import SPECIALTIES
 from coordinator_app import agents as registry
-from coordinator_app import audit, autoscaler, migrate, scaling
+from coordinator_app import audit, autoscaler, commands, migrate, scaling
+from coordinator_app.app import create_app
 from coordinator_app.autoscaler import Autoscaler
-from coordinator_app.config import SPECIALTIES, CoordinatorConfig
+from coordinator_app.config import CoordinatorConfig
 from coordinator_app.db import Database
 from coordinator_app.exceptions import CoordinatorError
 from coordinator_app.models import AdminUser, ScalingRun, utcnow
+
+# What a command reports as its error message rather than a traceback.
+FAILURES = (ConfigError, CoordinatorError)
 
 
 def _config(ctx: click.Context) -> CoordinatorConfig:
     try:
         return CoordinatorConfig.load(ctx.obj.get("config_path"))
-    except CoordinatorError as exc:
+    except FAILURES as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -65,7 +71,7 @@ def _session(ctx: click.Context):
     try:
         with database.session() as session:
             yield session
-    except CoordinatorError as exc:
+    except FAILURES as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         database.dispose()
@@ -137,14 +143,45 @@ def sync_github(ctx: click.Context) -> None:
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between passes.")
 @click.pass_context
 def process(ctx: click.Context, interval: float) -> None:
-    """Run the background processor in the foreground (instead of inside the web server)."""
+    """Run the background processor (the claude-coordinator-processor unit): active while it
+    holds the cluster's processor lock, standing by while another processor does."""
     processor = _app(ctx).extensions["ccc"].processor
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    processor.start(interval)
-    with contextlib.suppress(KeyboardInterrupt):
-        stopped.wait()
-    processor.stop()
+    signal.signal(signal.SIGTERM, lambda *_: processor.request_stop())
+    systemd.notify(ready="1", status="starting")
+    try:
+        processor.run(interval, report=lambda status: systemd.notify(status=status))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        systemd.notify(stopping="1")
+        processor.stop()
+
+
+@main.group()
+def task() -> None:
+    """Task operations, as the API and the admin pages do them (audited as cli:<user>)."""
+
+
+@task.command("cancel")
+@click.argument("task_id", type=int)
+@click.option("--reason", default="cancelled from the command line", show_default=True)
+@click.pass_context
+def task_cancel(ctx: click.Context, task_id: int, reason: str) -> None:
+    """Cancel a task that is not final."""
+    with _session(ctx) as session:
+        done = commands.cancel(session, task_id, actor=_operator(), reason=reason)
+        click.echo(f"task {done.id}: {done.state}")
+
+
+@task.command("retry")
+@click.argument("task_id", type=int)
+@click.pass_context
+def task_retry(ctx: click.Context, task_id: int) -> None:
+    """Queue a failed task again now, whatever its attempt count."""
+    with _session(ctx) as session:
+        reason = "retried from the command line"
+        done = commands.retry(session, task_id, actor=_operator(), reason=reason)
+        click.echo(f"task {done.id}: {done.state}")
 
 
 @main.group()
@@ -174,7 +211,7 @@ def scale_run(ctx: click.Context) -> None:
         with database.session() as session:
             run = session.get(ScalingRun, run_id)
             status, error = run.status, run.error
-    except CoordinatorError as exc:
+    except FAILURES as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         database.dispose()
@@ -229,11 +266,9 @@ def _operator() -> str:
 
 
 def _app(ctx: click.Context):
-    from coordinator_app import create_app
-
     try:
         return create_app(_config(ctx))
-    except CoordinatorError as exc:
+    except FAILURES as exc:
         raise click.ClickException(str(exc)) from exc
 
 

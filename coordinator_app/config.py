@@ -6,21 +6,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from coordinator_app.exceptions import ConfigError
-from coordinator_app.settings import from_mapping, load_settings
+from cluster_core.errors import ConfigError
+from cluster_core.settings import from_mapping, load_settings
 
 DEFAULT_CONFIG_FILE = "/etc/claude-coordinator/coordinator.toml"
 ENV_PREFIX = "CCC_"
-SPECIALTIES = (
-    "backend",
-    "frontend",
-    "testing",
-    "devops",
-    "database",
-    "security",
-    "documentation",
-    "general",
-)
 
 
 @dataclass
@@ -132,8 +122,6 @@ class CoordinatorConfig:
     secure_cookies: bool = True
     # Bearer token Prometheus uses to scrape /metrics (API tokens work too).
     metrics_token: str = ""
-    # Run the background processor (deliveries, leases, GitHub outbox) in this process.
-    background_processing: bool = True
 
     @classmethod
     def load(

@@ -14,11 +14,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cluster_core.queues import queue_name
+from cluster_core.states import AgentState, TaskState
 from coordinator_app.agents import states_by_agent
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.models import Agent, Task
-from coordinator_app.queues import queue_name
-from coordinator_app.states import AgentState, TaskState
 from coordinator_app.tasks import authorize_task_access
 
 NOT_LIVE = (AgentState.OFFLINE, AgentState.MAINTENANCE)

@@ -11,10 +11,6 @@ class CoordinatorError(Exception):
     code: str | None = None
 
 
-class ConfigError(CoordinatorError):
-    """A setting is missing or has a value the coordinator cannot use."""
-
-
 class InvalidRequest(CoordinatorError):
     """The request is malformed or fails validation."""
 

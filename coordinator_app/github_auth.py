@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 
 from github import Auth, Github, GithubIntegration, UnknownObjectException
 
+from cluster_core.errors import ConfigError
+from cluster_core.github_client import client_with_auth, github_client
 from coordinator_app.config import CoordinatorConfig
-from coordinator_app.exceptions import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -66,31 +67,6 @@ def noreply_email(api_url: str, login: str, user_id: int | None) -> str:
     host = urlsplit(api_url).hostname or "github.com"
     host = "github.com" if host == "api.github.com" else host
     return f"{user_id}+{login}@users.noreply.{host}" if user_id else f"{login}@users.noreply.{host}"
-
-
-def _client(api_url: str, auth: Auth.Auth | None, timeout: int) -> Github:
-    """A PyGithub client for the cluster's own calls (coordinator and agents).
-
-    PyGithub's pacing and retries are off: callers sort GitHub's answers into permanent and
-    temporary failures (coordinator_app.github_errors) and keep the work for later, instead
-    of sleeping inside a request while database locks are held.
-    """
-    return Github(
-        base_url=api_url.rstrip("/"),
-        auth=auth,
-        timeout=timeout,
-        retry=None,
-        seconds_between_requests=None,
-        seconds_between_writes=None,
-        # Objects are fetched when an attribute is read, not when they are named: calls on a
-        # repository or issue need only its URL.
-        lazy=True,
-    )
-
-
-def github_client(api_url: str, token: str, timeout: int = 15) -> Github:
-    """A client acting with ``token`` (a task's grant, or the token of token mode)."""
-    return _client(api_url, Auth.Token(token) if token else None, timeout)
 
 
 class TokenAuth:
@@ -171,7 +147,7 @@ class AppAuth:
         self.installation_ids = set(installation_ids)
         self._auth = _ReusedJWT(app_id, private_key)
         self._timeout = timeout
-        self._app = _client(api_url, self._auth, timeout)
+        self._app = client_with_auth(api_url, self._auth, timeout)
         self._integration = GithubIntegration(
             auth=self._auth,
             base_url=api_url.rstrip("/"),
@@ -226,7 +202,7 @@ class AppAuth:
             client = self._clients.get(installation_id)
             if client is None:
                 auth = self._auth.get_installation_auth(installation_id)
-                client = _client(self.api_url, auth, self._timeout)
+                client = client_with_auth(self.api_url, auth, self._timeout)
                 self._clients[installation_id] = client
         return client
 

@@ -16,14 +16,14 @@ from github import Github, GithubException
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from coordinator_app.github_auth import AppAuth, TokenAuth
-from coordinator_app.github_errors import (
+from cluster_core.github_errors import (
     DEFAULT_WAIT_SECONDS,
     Failure,
     classify,
     error_message,
     rate_limit_wait,
 )
+from coordinator_app.github_auth import AppAuth, TokenAuth
 from coordinator_app.models import OutboxMessage
 from coordinator_app.outbox import STATE_LABEL_PREFIX
 

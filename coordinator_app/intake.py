@@ -13,12 +13,12 @@ import github
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cluster_core.states import TaskKind, TaskState
 from coordinator_app import outbox, reviews, served, tasks
 from coordinator_app.analysis import analyze
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.github_gateway import WRITE_PERMISSIONS, GitHubGateway
 from coordinator_app.models import Task
-from coordinator_app.states import TaskKind, TaskState
 
 logger = logging.getLogger(__name__)
 

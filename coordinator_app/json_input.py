@@ -5,21 +5,17 @@ of the parser's stack and of PostgreSQL, and checked against the JSON Schema dec
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+from cluster_core.storable import unstorable
 from coordinator_app.exceptions import InvalidRequest
 
 # GitHub's payloads nest about 7 levels deep, the API's bodies 4. Much deeper JSON is an attack
 # on recursive code (the validator, PostgreSQL's jsonb parser), not data.
 MAX_DEPTH = 32
-# What PostgreSQL cannot store in text or jsonb: NUL, and surrogates (not valid UTF-8) left
-# unpaired by a "\ud800" escape.
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-REPLACEMENT = "\ufffd"
 MAX_MESSAGE = 300  # of a validation error: the offending value is quoted in it
 
 
@@ -51,33 +47,6 @@ def _depth(value: Any) -> int:
                 children = item.values() if isinstance(item, dict) else item
                 pending.extend((child, depth + 1) for child in children)
     return deepest
-
-
-def unstorable(value: Any, path: str = "$") -> str | None:
-    """Where ``value`` holds a string (or key) PostgreSQL cannot store, as a JSON path like
-    ``$.events[0].kind``; None when it holds none."""
-    if isinstance(value, str):
-        return path if UNSTORABLE.search(value) else None
-    if isinstance(value, list):
-        items = ((f"{path}[{i}]", item) for i, item in enumerate(value))
-    elif isinstance(value, dict):
-        items = ((f"{path}.{key}", item) for key, item in value.items())
-        if any(UNSTORABLE.search(key) for key in value):
-            return path
-    else:
-        return None
-    return next((found for p, item in items if (found := unstorable(item, p))), None)
-
-
-def storable(value: Any) -> Any:
-    """``value`` with what PostgreSQL cannot store in its strings and keys replaced by U+FFFD."""
-    if isinstance(value, str):
-        return UNSTORABLE.sub(REPLACEMENT, value)
-    if isinstance(value, list):
-        return [storable(item) for item in value]
-    if isinstance(value, dict):
-        return {storable(key): storable(item) for key, item in value.items()}
-    return value
 
 
 def nullable(schema: dict) -> dict:

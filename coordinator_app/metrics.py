@@ -18,11 +18,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import func, select
 
+from cluster_core.states import RUNNING_STATES, AgentState, TaskState
 from coordinator_app import acceptance, agents
 from coordinator_app.auth import current_principal
 from coordinator_app.models import Task, TaskTransition, utcnow
 from coordinator_app.services import services
-from coordinator_app.states import RUNNING_STATES, AgentState, TaskState
 
 bp = Blueprint("metrics", __name__)
 DURATION_BUCKETS = (60, 300, 600, 1200, 1800, 3600, 7200, 14400, 86400, 259200, 604800)

@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from coordinator_app.states import LIVE_STATES, TaskKind, TaskState
+from cluster_core.states import LIVE_STATES, TaskKind, TaskState
 
 # The tasks that hold their issue (tasks.live_task says the same in SQLAlchemy's terms).
 LIVE_TASK_PREDICATE = (
@@ -305,6 +305,18 @@ class Setting(Base):
     value: Mapped[Any] = mapped_column(JSONB)
     updated_by: Mapped[str] = mapped_column(String(120))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ProcessorSchedule(Base):
+    """One periodic duty of the processor: when it last ran and how that went."""
+
+    __tablename__ = "processor_schedules"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_run_at: Mapped[datetime | None]
+    last_ok_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    run_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class ScalingRun(Base):

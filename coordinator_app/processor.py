@@ -1,31 +1,34 @@
 """The coordinator's background work: deliveries, analysis holds, leases, retries, offers, outbox.
 
-Every step runs in its own transaction and locks rows with SKIP LOCKED, so several coordinator
-processes (gunicorn workers, or replicas) can run it side by side without doing anything twice.
+It runs as its own service (``ccc process``, the ``claude-coordinator-processor`` unit), never
+in the web workers. One processor in the cluster is active at a time (coordinator_app.leadership);
+its periodic duties are timed in PostgreSQL (coordinator_app.schedules). Every step runs in its
+own transaction and locks rows with SKIP LOCKED, so even a brief overlap at a takeover does
+nothing twice.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from coordinator_app import dispatch, reviews, served, tasks
+from cluster_core.github_errors import classify
+from cluster_core.queues import TaskQueues
+from cluster_core.states import TaskState
+from coordinator_app import dispatch, reviews, schedules, served, tasks
 from coordinator_app.autoscaler import Autoscaler
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.db import Database
-from coordinator_app.github_errors import classify
 from coordinator_app.github_gateway import GitHubGateway, Throttled, send_outbox
 from coordinator_app.intake import Intake
+from coordinator_app.leadership import CHANNEL, Leadership, identity
 from coordinator_app.models import Task, WebhookDelivery, utcnow
-from coordinator_app.queues import TaskQueues
-from coordinator_app.states import TaskState
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +50,14 @@ def _is_outage(exc: Exception) -> bool:
 
 SYNC_RETRY_SECONDS = 30
 REVIEW_LOOK_SECONDS = 10  # how often pull requests due for a check or a reminder are looked for
+AUTOSCALE_LOOK_SECONDS = 10  # how often the autoscaler is asked whether a run is due
 DEPENDENCY_RECHECK = timedelta(seconds=10)
+STANDBY_SECONDS = 2.0  # how often a standby processor tries to take over
 
 
 class Processor:
-    """Runs the background steps once (``run_once``) or in a loop woken by ``notify``."""
+    """Runs the background steps once (``run_once``), or while it leads (``run``), woken early
+    by ``notify``."""
 
     def __init__(
         self,
@@ -65,22 +71,39 @@ class Processor:
         self.database, self.config, self.queues, self.gateway = database, config, queues, gateway
         self.clock = clock
         self.autoscaler = autoscaler
-        self._last_autoscale_look = 0.0
-        self._wake = threading.Event()
+        self.name = identity()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_poll = 0.0
-        self._last_review_look = 0.0
         self._routed_for: frozenset | None = None  # the live agents offers were last routed for
-        self._next_sync = 0.0
         self._started = clock()
-        # In App mode deliveries wait for the first sync: before it, no repository is served.
-        self.synced = not config.app_mode
-        self.sync_error: str | None = None  # why the last sync failed (admin pages)
 
     def notify(self) -> None:
-        """Wake the loop now (a webhook was stored), instead of at the next tick."""
-        self._wake.set()
+        """Wake the active processor now (a webhook was stored, a task freed), wherever it
+        runs, instead of at its next tick. Best effort: the next tick comes anyway."""
+        try:
+            with self.database.engine.begin() as connection:
+                connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        except SQLAlchemyError as exc:
+            logger.debug("Processor not woken: %s", exc)
+
+    def _due(self, name: str, every: float) -> bool:
+        with self.database.session() as session:
+            return schedules.start_if_due(session, name, every, self.clock(), self.name)
+
+    def _finished(self, name: str, error: str | None = None) -> None:
+        with self.database.session() as session:
+            schedules.finished(session, name, self.clock(), error)
+
+    def synced(self, session) -> bool:
+        """Whether the served repositories are known. In App mode deliveries wait for the first
+        sync (before it no repository is served); the list of the last one serves until the
+        next succeeds."""
+        if not self.config.app_mode:
+            return True
+        schedule = schedules.get(session, schedules.SYNC)
+        if schedule is not None and schedule.last_ok_at is not None:
+            return True
+        return bool(served.listing(session, self.config))
 
     def run_once(self) -> dict[str, int]:
         """One pass over every step; each failure is logged and the other steps still run."""
@@ -115,8 +138,13 @@ class Processor:
         """App mode: read the installations' repositories again (at start, then every
         repository_sync_seconds), catching up on missed installation webhooks. Returns how
         many were added or removed."""
-        now = time.monotonic()
-        if not self.config.app_mode or now < self._next_sync:
+        if not self.config.app_mode:
+            return 0
+        with self.database.session() as session:
+            last = schedules.get(session, schedules.SYNC)
+        failing = last is not None and last.last_error is not None
+        every = SYNC_RETRY_SECONDS if failing else self.config.repository_sync_seconds
+        if not self._due(schedules.SYNC, every):
             return 0
         try:
             found = {
@@ -127,17 +155,12 @@ class Processor:
         except Exception as exc:
             if classify(exc) is None:
                 raise
-            self.sync_error = str(classify(exc))
-            logger.warning("Served repositories not synced: %s", self.sync_error)
-            self._next_sync = now + SYNC_RETRY_SECONDS
-            with self.database.session() as session:
-                # After a restart, the repositories known before serve until a sync succeeds.
-                self.synced = self.synced or bool(served.listing(session, self.config))
+            logger.warning("Served repositories not synced: %s", classify(exc))
+            self._finished(schedules.SYNC, str(classify(exc)))
             return 0
         with self.database.session() as session:
             added, removed = served.replace_all(session, found)
-        self.synced, self.sync_error = True, None
-        self._next_sync = now + self.config.repository_sync_seconds
+            schedules.finished(session, schedules.SYNC, self.clock())
         return added + removed
 
     def rebuild_queues_if_lost(self) -> int:
@@ -158,8 +181,9 @@ class Processor:
     def process_deliveries(self) -> int:
         """Act on stored webhook deliveries, oldest first (once the served repositories are
         known)."""
-        if not self.synced:
-            return 0
+        with self.database.session() as session:
+            if not self.synced(session):
+                return 0
         done = 0
         while True:
             with self.database.session() as session:
@@ -290,11 +314,13 @@ class Processor:
 
     def poll_if_due(self) -> int:
         """The polling fallback: feed labelled issues through the same intake as webhooks."""
-        if not self.config.poll_repositories or not self.synced:
+        if not self.config.poll_repositories:
             return 0
-        if time.monotonic() - self._last_poll < self.config.poll_interval_seconds:
+        with self.database.session() as session:
+            if not self.synced(session):
+                return 0
+        if not self._due(schedules.POLL, self.config.poll_interval_seconds):
             return 0
-        self._last_poll = time.monotonic()
         return self.poll()
 
     def poll(self) -> int:
@@ -334,9 +360,8 @@ class Processor:
         """Pull requests in review: read back from GitHub those not checked for
         review_check_seconds (a merge whose webhook was lost still completes its task), and
         remind people of the quiet ones. Returns how many were checked or reminded."""
-        if time.monotonic() - self._last_review_look < REVIEW_LOOK_SECONDS:
+        if not self._due(schedules.REVIEWS, REVIEW_LOOK_SECONDS):
             return 0
-        self._last_review_look = time.monotonic()
         now = self.clock()
         with self.database.session() as session:
             due = []
@@ -364,30 +389,60 @@ class Processor:
 
     def autoscale_if_due(self) -> int:
         """Start a scheduled scaling run (in its own thread) when enabled and due."""
-        if self.autoscaler is None or time.monotonic() - self._last_autoscale_look < 10:
+        if self.autoscaler is None or not self._due(schedules.AUTOSCALE, AUTOSCALE_LOOK_SECONDS):
             return 0
-        self._last_autoscale_look = time.monotonic()
         return int(self.autoscaler.start_if_due(self.clock()) is not None)
 
     # Loop -----------------------------------------------------------------------------------
 
-    def start(self, interval: float = 1.0) -> None:
-        """Run the loop in a daemon thread until ``stop``."""
+    def run(
+        self,
+        interval: float = 1.0,
+        standby: float = STANDBY_SECONDS,
+        report: Callable[[str], object] = lambda status: None,
+    ) -> None:
+        """Until ``stop``: stand by until this processor holds the cluster's processor lock,
+        then pass over the steps every ``interval`` seconds (sooner when notified).
+        ``report`` hears each change of role (``systemctl status`` shows it)."""
+        leadership = Leadership(self.config.database_url, self.name)
+        standing_by = False
+        try:
+            while not self._stop.is_set():
+                if not leadership.holds():
+                    if not leadership.try_take():
+                        if not standing_by:
+                            report("standby: another processor is active")
+                            standing_by = True
+                        self._stop.wait(standby)
+                        continue
+                    standing_by = False
+                    logger.info("%s is the active processor", self.name)
+                    report("active")
+                    # Leases are reaped one lease after taking over, as after a start.
+                    self._started, self._routed_for = self.clock(), None
+                self.run_once()
+                leadership.wait(interval)
+        finally:
+            leadership.release()
+
+    def start(self, interval: float = 1.0, standby: float = STANDBY_SECONDS, **kwargs) -> None:
+        """``run`` in a daemon thread until ``stop``."""
+        self._stop.clear()
         self._thread = threading.Thread(
-            target=self._loop, args=(interval,), name="ccc-processor", daemon=True
-        )
+            target=self.run, args=(interval, standby), kwargs=kwargs, name="ccc-processor",
+            daemon=True,
+        )  # fmt: skip
         self._thread.start()
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Let ``run`` end after its current pass (safe in a signal handler)."""
         self._stop.set()
-        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop ``run`` after its current pass and wait for it; the lock goes with it."""
+        self._stop.set()
+        self.notify()  # out of its wait at once
         if self._thread:
-            self._thread.join(10)
+            self._thread.join(30)
         if self.autoscaler:
             self.autoscaler.stop()
-
-    def _loop(self, interval: float) -> None:
-        while not self._stop.is_set():
-            self.run_once()
-            self._wake.wait(interval)
-            self._wake.clear()

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cluster_core.states import LIVE_STATES, TaskState
 from coordinator_app import outbox, tasks
 from coordinator_app.models import ProgressEvent, PullRequest, Task, utcnow
-from coordinator_app.states import LIVE_STATES, TaskState
 
 logger = logging.getLogger(__name__)
 

@@ -26,10 +26,11 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from cluster_core.specialties import SPECIALTIES
+from cluster_core.states import AgentState, TaskState
 from coordinator_app import agents as registry
-from coordinator_app.config import SPECIALTIES, CoordinatorConfig, Scaling
+from coordinator_app.config import CoordinatorConfig, Scaling
 from coordinator_app.models import Task, TaskTransition
-from coordinator_app.states import AgentState, TaskState
 
 LIVE_STATES = frozenset({AgentState.IDLE, AgentState.BUSY, AgentState.OVERLOADED})
 # Float slack so that e.g. (1 / 0.5) / 2 is 1 agent, not 2.

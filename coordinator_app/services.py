@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import redis
 from flask import current_app
 
+from cluster_core.queues import TaskQueues
 from coordinator_app.autoscaler import Autoscaler
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.db import Database
 from coordinator_app.github_gateway import GitHubGateway
 from coordinator_app.processor import Processor
-from coordinator_app.queues import TaskQueues
 
 
 @dataclass

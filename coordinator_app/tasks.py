@@ -14,13 +14,13 @@ from sqlalchemy import and_, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cluster_core.specialties import SECURITY_LEVELS
+from cluster_core.states import LIVE_STATES, RUNNING_STATES, TaskKind, TaskState, can_transition
 from coordinator_app import outbox
 from coordinator_app.branches import branch_name, is_task_branch
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.exceptions import Conflict, Forbidden, IllegalTransition
 from coordinator_app.models import Agent, PullRequest, Task, TaskTransition, utcnow
-from coordinator_app.queues import SECURITY_LEVELS
-from coordinator_app.states import LIVE_STATES, RUNNING_STATES, TaskKind, TaskState, can_transition
 
 logger = logging.getLogger(__name__)
 

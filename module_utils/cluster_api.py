@@ -18,9 +18,12 @@ from urllib.parse import urlencode
 
 from ansible.module_utils.urls import SSLValidationError, open_url
 
-# Task states in which an agent holds a task (coordinator_app.states.RUNNING_STATES).
-RUNNING_STATES = ("assigned", "in_progress", "testing", "review")
-# Every specialty the coordinator knows (coordinator_app.config.SPECIALTIES).
+# Ansible imports this file on its own, without the project's packages: the lists below copy
+# cluster_core's, and tests/test_architecture.py checks that they agree.
+# Task states in which an agent holds a task (cluster_core.states.RUNNING_STATES): a task in
+# review does not hold its agent.
+RUNNING_STATES = ("assigned", "in_progress", "testing")
+# Every specialty the coordinator knows (cluster_core.specialties.SPECIALTIES).
 SPECIALTIES = (
     "backend",
     "frontend",
@@ -257,6 +260,6 @@ class CoordinatorClient:
         return self.request("GET", f"/agents/{agent_id}").data
 
     def held_task_ids(self, agent_id: int) -> list[int]:
-        """Ids of the tasks the agent holds now (assigned through review), oldest first."""
+        """Ids of the tasks the agent holds now (assigned through testing), oldest first."""
         data = self.request("GET", f"/agents/{agent_id}/tasks", params={"per_page": PAGE_SIZE}).data
         return sorted(t["id"] for t in data["items"] if t["state"] in RUNNING_STATES)

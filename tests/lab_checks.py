@@ -42,14 +42,16 @@ def task_of(cluster: LabCluster, number: int) -> dict | None:
     return next((t for t in cluster.tasks() if t["issue_number"] == number), None)
 
 
-def wait_until(what: str, probe: Callable[[], object], timeout: float = 120) -> object:
-    """Poll ``probe`` until it returns something truthy."""
+def wait_until(
+    what: str, probe: Callable[[], object], timeout: float = 120, every: float = 0.5
+) -> object:
+    """Poll ``probe`` every ``every`` seconds until it returns something truthy."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = probe()
         if value:
             return value
-        time.sleep(0.5)
+        time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from lab.testing import isolated_config, leftovers, running_lab, skip_reason
+from tests.conftest import PROJECT_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab]
 
-PROJECT = Path(__file__).resolve().parents[1]
 # What runs the repositories' tests on the local agents and the demo: the agents' end-to-end
 # tests, the runner classification with real commands, and `ccc-demo --local`.
 TESTS = ("tests/agent/test_agent_tasks.py", "tests/agent/test_repo_tests.py", "tests/test_demo.py")
@@ -31,11 +31,11 @@ def copy_project(root: Path) -> Path:
     """The project's files as a clone has them, into the host's /root/ccc."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=PROJECT, capture_output=True, check=True,
+        cwd=PROJECT_ROOT, capture_output=True, check=True,
     ).stdout.decode().split("\0")  # fmt: skip
     target = root / "root" / "ccc"
     for name in filter(None, listed):
-        source = PROJECT / name
+        source = PROJECT_ROOT / name
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)

@@ -345,7 +345,7 @@ def test_the_real_transport_reports_an_unreachable_coordinator():
 @pytest.fixture
 def live_coordinator(database_url, redis_url):
     """The coordinator app on a real socket, with an admin user."""
-    from coordinator_app import create_app
+    from coordinator_app.app import create_app
     from coordinator_app.models import AdminUser
     from simulators.server import BackgroundServer
     from tests.coordinator.conftest import make_config

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def coordinator(database_url, redis_url):
     """The coordinator on a socket (floor: one backend agent), and a test client of it."""
-    from coordinator_app import create_app
+    from coordinator_app.app import create_app
     from coordinator_app.models import AdminUser
     from simulators.server import BackgroundServer
     from tests.coordinator.conftest import make_config

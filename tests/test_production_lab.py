@@ -24,15 +24,16 @@ import pytest
 import requests
 import yaml
 
-from lab.demo_cluster import APP_ID, ISSUES, PROJECT
+from lab.demo_cluster import APP_ID, ISSUES
 from lab.demo_lab import LabCluster, Timing
 from lab.inventory import ssh_common_args
 from lab.spec import HostSpec, LabSpec
 from lab.testing import isolated_config, lab_cluster, leftovers, skip_reason
+from tests.conftest import PROJECT_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab]
 
-EXAMPLE = PROJECT / "inventory" / "production.example"
+EXAMPLE = PROJECT_ROOT / "inventory" / "production.example"
 DEPLOY_USER = "deploy"
 # The example's hosts, each on a lab host (agent2 and agent3 are left out: one agent will do).
 MACHINES = {"db1": "t1", "coord1": "t2", "agent1": "t3"}
@@ -154,7 +155,7 @@ class ProductionSite(LabCluster):
         env = dict(os.environ, HOME=str(self.home), PATH=f"{bin_dir}:{os.environ['PATH']}",
                    ANSIBLE_NOCOLOR="1")  # fmt: skip
         argv = [str(bin_dir / command), *args]
-        return subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True,
+        return subprocess.run(argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                               timeout=1800, check=False)  # fmt: skip
 
 

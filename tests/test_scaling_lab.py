@@ -21,12 +21,13 @@ import pytest
 import requests
 import yaml
 
-from lab.demo_cluster import ISSUES, PROJECT
+from lab.demo_cluster import ISSUES
 from lab.demo_lab import LabCluster, Timing
 from lab.inventory import build_inventory
 from lab.spec import HostSpec, LabSpec, parse_spec
 from lab.state import HostRecord
 from lab.testing import isolated_config, lab_cluster, skip_reason
+from tests.conftest import PROJECT_ROOT
 from tests.test_e2e_lab import (
     MEMO,
     agent_states,
@@ -36,9 +37,9 @@ from tests.test_e2e_lab import (
     wait_until,
 )
 
-ADD_AGENT = PROJECT / "playbooks" / "add_agent.yml"
-REMOVE_AGENT = PROJECT / "playbooks" / "remove_agent.yml"
-MODULES_TWICE = PROJECT / "tests" / "playbooks" / "modules_twice.yml"
+ADD_AGENT = PROJECT_ROOT / "playbooks" / "add_agent.yml"
+REMOVE_AGENT = PROJECT_ROOT / "playbooks" / "remove_agent.yml"
+MODULES_TWICE = PROJECT_ROOT / "tests" / "playbooks" / "modules_twice.yml"
 # The docs issue of the demo: routed to `documentation`, which only the spare host serves.
 DOCS_ISSUE = ISSUES[1]
 

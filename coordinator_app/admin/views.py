@@ -12,24 +12,27 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from cluster_core import storable
+from cluster_core.states import TaskState
 from coordinator_app import (
     acceptance,
     agents,
     audit,
     autoscaler,
+    commands,
     dispatch,
-    json_input,
+    leadership,
     ratelimit,
     reviews,
     scaling,
+    schedules,
     served,
-    tasks,
     test_results,
 )
 from coordinator_app.admin import bp
 from coordinator_app.auth import admin_fingerprint
 from coordinator_app.db import INT_MAX, get_session
-from coordinator_app.exceptions import CoordinatorError, RateLimited
+from coordinator_app.exceptions import CoordinatorError, NotFound, RateLimited
 from coordinator_app.models import (
     AdminUser,
     Agent,
@@ -41,7 +44,6 @@ from coordinator_app.models import (
     utcnow,
 )
 from coordinator_app.services import services
-from coordinator_app.states import TaskState
 
 PAGE_SIZE = 50
 
@@ -64,7 +66,7 @@ def login():
             flash("Too many log-in attempts; wait a minute.")
             return render_template("admin/login.html"), 429
         user = None
-        if not json_input.UNSTORABLE.search(username):  # else no one's, and PostgreSQL's error
+        if not storable.UNSTORABLE.search(username):  # else no one's, and PostgreSQL's error
             user = session.scalar(select(AdminUser).where(AdminUser.username == username))
         password = request.form.get("password", "")
         matches = check_password_hash(user.password_hash if user else _NO_SUCH_USER_HASH, password)
@@ -109,6 +111,8 @@ def overview():
         agents=states.values(),
         depth=depth,
         unclaimable=dispatch.waiting_without_taker(session, ccc.config, utcnow()),
+        processor=leadership.holder(session),
+        duties=schedules.listing(session),
         now=utcnow(),
     )
 
@@ -164,17 +168,14 @@ def task_detail(task_id: int):
 @login_required
 def task_action(task_id: int, action: str):
     session = get_session()
-    task = session.get(Task, task_id, with_for_update=True) or abort(404)
-    actor = f"admin:{current_user.username}"
+    command = commands.cancel if action == "cancel" else commands.retry
+    reason = "cancelled in the admin pages" if action == "cancel" else "retried in the admin pages"
     try:
-        if action == "cancel":
-            tasks.cancel_task(session, task, actor=actor, reason="cancelled in the admin pages")
-        else:
-            tasks.retry(session, task, actor=actor, reason="retried in the admin pages")
-        audit.record(session, actor, f"task.{action}", str(task.id))
-        session.commit()
+        command(session, task_id, actor=f"admin:{current_user.username}", reason=reason)
         services().processor.notify()
-        flash(f"Task {task.id}: {action} done.")
+        flash(f"Task {task_id}: {action} done.")
+    except NotFound:
+        abort(404)
     except CoordinatorError as exc:
         session.rollback()
         flash(f"Task {task_id}: {exc}")
@@ -268,7 +269,7 @@ def github_page():
         config=ccc.config,
         identity=ccc.gateway.auth.known_login,  # pages never wait for GitHub
         paused=ccc.gateway.paused_seconds(),
-        sync_error=ccc.processor.sync_error,
+        sync_error=getattr(schedules.get(session, schedules.SYNC), "last_error", None),
         served=served.listing(session, ccc.config),
         pending=pending,
         failed=failed,

@@ -6,6 +6,7 @@ import redis
 from flask import url_for
 from sqlalchemy import func, select
 
+from cluster_core.states import TaskState
 from coordinator_app import agents as registry
 from coordinator_app import audit, dispatch, tasks
 from coordinator_app.api import bp
@@ -16,7 +17,6 @@ from coordinator_app.db import get_session
 from coordinator_app.exceptions import Conflict, Forbidden, InvalidRequest, NotFound
 from coordinator_app.models import Agent, Task, utcnow
 from coordinator_app.services import services
-from coordinator_app.states import TaskState
 
 
 def _agent_or_404(agent_id: int) -> Agent:

@@ -14,16 +14,15 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import UnsupportedMediaType
 
+from cluster_core.specialties import SECURITY_LEVELS, SPECIALTIES
+from cluster_core.states import AgentState, TaskState
 from coordinator_app import json_input
 from coordinator_app.acceptance import GROUPINGS
 from coordinator_app.api.schemas import BOOLEAN, ID, STRING
-from coordinator_app.config import SPECIALTIES
 from coordinator_app.db import INT_MAX
 from coordinator_app.exceptions import InvalidRequest
 from coordinator_app.json_input import nullable, object_of, string
 from coordinator_app.models import AdminUser, Agent, Task
-from coordinator_app.queues import SECURITY_LEVELS
-from coordinator_app.states import AgentState, TaskState
 
 MAX_PER_PAGE = 100
 MAX_EVENTS_PER_CALL = 100

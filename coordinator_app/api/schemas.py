@@ -9,12 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from cluster_core.specialties import SPECIALTIES
+from cluster_core.states import AgentState, TaskKind, TaskState
 from coordinator_app.acceptance import GROUPINGS, Figures
-from coordinator_app.config import SPECIALTIES
 from coordinator_app.db import INT_MAX
 from coordinator_app.json_input import nullable
 from coordinator_app.models import Agent, ProgressEvent, PullRequest, Task, TaskTransition
-from coordinator_app.states import AgentState, TaskKind, TaskState
 
 # Building blocks ---------------------------------------------------------------------------
 

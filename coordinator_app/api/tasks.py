@@ -8,7 +8,9 @@ from decimal import Decimal
 from flask import request, url_for
 from sqlalchemy import select
 
-from coordinator_app import audit, grants, outbox, reviews, served, tasks, test_results
+from cluster_core.github_errors import classify
+from cluster_core.states import TaskState
+from coordinator_app import audit, commands, grants, outbox, served, tasks
 from coordinator_app.api import bp
 from coordinator_app.api.operations import (
     ATTEMPT_HEADER,
@@ -28,12 +30,10 @@ from coordinator_app.exceptions import (
     NotFound,
     Unavailable,
 )
-from coordinator_app.github_errors import classify
 from coordinator_app.github_gateway import Throttled, is_pull_request_url
 from coordinator_app.intake import Intake
 from coordinator_app.models import ProgressEvent, Task, utcnow
 from coordinator_app.services import services
-from coordinator_app.states import TaskState
 
 logger = logging.getLogger(__name__)
 # GitHub's answers that say the repository itself is out of the App's reach: not installed
@@ -43,8 +43,8 @@ REPOSITORY_REFUSALS = {403, 404, 422}
 AGENT_REPORTABLE = {TaskState.IN_PROGRESS, TaskState.TESTING}
 
 
-def _task_or_404(task_id: int, lock: bool = False) -> Task:
-    task = get_session().get(Task, task_id, with_for_update=lock)
+def _task_or_404(task_id: int) -> Task:
+    task = get_session().get(Task, task_id)
     if task is None:
         raise NotFound(f"task {task_id} not found")
     return task
@@ -60,7 +60,7 @@ def _owned(task_id: int) -> Task:
     """The task, locked, if the calling agent holds it now in the attempt its report names
     (header ``X-Task-Attempt``): a run whose attempt was reaped, cancelled or claimed again is
     refused with 409, and must stop without pushing."""
-    task = _task_or_404(task_id, lock=True)
+    task = commands.locked(get_session(), task_id)
     principal = current_principal()
     if task.agent_id != principal.id or not TaskState(task.state).is_running:
         raise Forbidden(f"task {task_id} is not held by {principal.name} (it is {task.state})")
@@ -140,13 +140,8 @@ def task_events(task_id: int):
 @bp.post("/tasks/<int:task_id>/cancel")
 @require("admin")
 def cancel_task(task_id: int):
-    task = _task_or_404(task_id, lock=True)
-    session = get_session()
-    actor = current_principal().actor
     reason = json_body().get("reason") or "cancelled by an admin"
-    tasks.cancel_task(session, task, actor=actor, reason=reason)
-    audit.record(session, actor, "task.cancel", str(task.id))
-    session.commit()
+    task = commands.cancel(get_session(), task_id, actor=current_principal().actor, reason=reason)
     return task_json(task, detail=True)
 
 
@@ -154,12 +149,8 @@ def cancel_task(task_id: int):
 @require("admin")
 def retry_task(task_id: int):
     """Queue a failed task again now, whatever its attempt count."""
-    task = _task_or_404(task_id, lock=True)
-    session = get_session()
     actor = current_principal().actor
-    tasks.retry(session, task, actor=actor, reason="retried by an admin")
-    audit.record(session, actor, "task.retry", str(task.id))
-    session.commit()
+    task = commands.retry(get_session(), task_id, actor=actor, reason="retried by an admin")
     services().processor.notify()
     return task_json(task, detail=True)
 
@@ -238,12 +229,8 @@ def _grant(session, task: Task, principal) -> dict:
 def release_task(task_id: int):
     """The agent hands a task back (warm stop, drain): it is queued for another agent."""
     task = _owned(task_id)
-    session = get_session()
-    principal = current_principal()
     reason = json_body().get("reason") or "handed back"
-    tasks.transition(session, task, TaskState.QUEUED, actor=principal.actor, reason=reason)
-    audit.record(session, principal.actor, "task.release", str(task.id), reason=reason)
-    session.commit()
+    commands.release(get_session(), task, actor=current_principal().actor, reason=reason)
     services().processor.notify()
     return task_json(task)
 
@@ -326,35 +313,14 @@ def finish_task(task_id: int):
     data = json_body()
     session = get_session()
     ccc = services()
-    principal = current_principal()
-    outcome = data["outcome"]
+    actor = current_principal().actor
     _apply_branch_fields(task, data)
     task.result = {k: data[k] for k in ("summary", "tests", "pushed_commit", "limit") if k in data}
-    if outcome == "completed":
-        if not task.pr_url:
-            raise InvalidRequest("a completed task needs pr_url")
-        task.executor = data.get("executor") or task.executor
-        reviews.opened(session, task, actor=principal.actor)  # GitHub decides from here
-        outbox.comment(session, task.repository, task.issue_number, _summary_comment(task))
+    if data["outcome"] == "completed":
+        commands.complete(session, task, actor=actor, executor=data.get("executor"))
     else:
-        tasks.fail_task(
-            session,
-            ccc.config,
-            task,
-            actor=principal.actor,
-            error=data.get("error") or "the agent reported a failure",
-            permanent=data.get("permanent", False),
-        )
-    audit.record(session, principal.actor, f"task.{outcome}", str(task.id))
-    session.commit()
+        error = data.get("error") or "the agent reported a failure"
+        permanent = data.get("permanent", False)
+        commands.fail(session, ccc.config, task, actor=actor, error=error, permanent=permanent)
     ccc.processor.notify()
     return task_json(task, detail=True)
-
-
-def _summary_comment(task: Task) -> str:
-    test_line = test_results.describe(task.result.get("tests"))
-    return (
-        f"Pull request: {task.pr_url}\n\n{task.result.get('summary') or ''}\n\n{test_line}\n"
-        f"Tokens: {task.input_tokens} in / {task.output_tokens} out; "
-        f"cost ${float(task.cost_usd):.4f}."
-    ).replace("\n\n\n", "\n\n")

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 from flask import Blueprint, request
 from sqlalchemy.dialects.postgresql import insert
 
+from cluster_core import storable
 from coordinator_app import json_input, ratelimit
 from coordinator_app.db import get_session
 from coordinator_app.errors import error_response
@@ -94,7 +95,7 @@ def github_webhook():
         return error_response(400, "malformed payload: expected a JSON object")
     if event not in VALIDATORS:
         return {"status": "ignored", "event": event}, 202
-    payload = json_input.storable(payload)
+    payload = storable.storable(payload)
     json_input.check(payload, VALIDATORS[event], "payload")
 
     session = get_session()

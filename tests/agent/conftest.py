@@ -28,7 +28,7 @@ from agent_app.github_access import Grant, TaskAccess
 from agent_app.publisher import Publisher
 from agent_app.worker import Worker
 from agent_app.workspace import Workspaces
-from coordinator_app import create_app
+from coordinator_app.app import create_app
 from coordinator_app.models import AdminUser, Task
 from simulators.claude import create_app as create_claude_app
 from simulators.github.config import SimulatorConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent_app.config import AgentConfig
-from coordinator_app.exceptions import ConfigError
+from cluster_core.errors import ConfigError
 
 REQUIRED = {"agent_key": "ccca_k", "anthropic_api_key": "sk-ant-k"}
 

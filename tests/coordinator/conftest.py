@@ -13,7 +13,8 @@ import redis
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
-from coordinator_app import create_app
+from coordinator_app import schedules
+from coordinator_app.app import create_app
 from coordinator_app.config import CoordinatorConfig
 from coordinator_app.models import AdminUser, Task
 from simulators.github.config import SimulatorConfig
@@ -35,7 +36,6 @@ def make_config(database_url: str, redis_url: str, **overrides) -> CoordinatorCo
         "github_token": "unused",
         # Token mode serves these (test tasks name them); App mode serves its installations'.
         "repositories": ["octo/app", "acme/widgets", "acme/api"],
-        "background_processing": False,
         # The test servers speak plain HTTP (tests/coordinator/test_admin_security.py checks
         # the default, Secure).
         "secure_cookies": False,
@@ -281,3 +281,9 @@ def tasks_for(ccc, number: int) -> list[Task]:
 
 def labels(gh: github.Github, number: int) -> set[str]:
     return {label.name for label in gh.get_repo(REPO).get_issue(number).labels}
+
+
+def make_due(ccc, name: str) -> None:
+    """Let the processor's periodic duty ``name`` run on its next pass (not in its interval)."""
+    with ccc.database.session() as session:
+        schedules.make_due(session, name)

@@ -12,9 +12,9 @@ import pytest
 from jsonschema import Draft202012Validator
 from prometheus_client.parser import text_string_to_metric_families
 
+from cluster_core.states import TaskKind, TaskState
 from coordinator_app.api.schemas import ACCEPTANCE
 from coordinator_app.models import PullRequest, Task, utcnow
-from coordinator_app.states import TaskKind, TaskState
 
 
 @dataclass

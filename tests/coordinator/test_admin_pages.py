@@ -69,6 +69,7 @@ def test_operator_logs_in_inspects_and_acts(server, browser, client, admin_heade
     assert re.search(r"queued\s+1", cards), cards
     assert "be-1" in browser.find_element(By.ID, "agents").text
     assert "idle" in browser.find_element(By.ID, "agents").text
+    assert "No processor is active" in browser.find_element(By.ID, "processor").text
 
     browser.find_element(By.LINK_TEXT, "Tasks").click()
     browser.find_element(By.LINK_TEXT, str(task["id"])).click()

@@ -8,7 +8,7 @@ import re
 import pytest
 from werkzeug.security import generate_password_hash
 
-from coordinator_app import create_app
+from coordinator_app.app import create_app
 from coordinator_app.github_gateway import web_url
 from coordinator_app.models import AdminUser, Task
 from tests.coordinator.conftest import ADMIN_PASSWORD, make_config

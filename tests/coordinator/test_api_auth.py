@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from coordinator_app import create_app
+from coordinator_app.app import create_app
 from tests.coordinator.conftest import ADMIN_PASSWORD, make_config
 
 PUBLIC = {"/api/v1/agents/token", "/api/v1/auth/token", "/api/v1/openapi.json"}

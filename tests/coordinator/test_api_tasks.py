@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from coordinator_app import create_app
+from cluster_core.queues import queues_for
+from coordinator_app.app import create_app
 from coordinator_app.github_gateway import web_url
 from coordinator_app.models import OutboxMessage, Task, utcnow
 from coordinator_app.processor import Processor
-from coordinator_app.queues import queues_for
 from tests.coordinator.conftest import make_config
 
 
@@ -468,7 +468,8 @@ def test_agent_reports_the_database_cannot_hold_are_400(ccc, client, admin_heade
 def test_a_database_outage_is_a_503_to_try_again(redis_url, caplog):
     """PostgreSQL restarting: callers get 503 with Retry-After (agents retry), not a 500 with
     a traceback in the log."""
-    from coordinator_app import create_app, migrate
+    from coordinator_app import migrate
+    from coordinator_app.app import create_app
     from lab.services import PostgresServer
     from tests.coordinator.conftest import make_config
 
@@ -488,7 +489,7 @@ def test_a_database_outage_is_a_503_to_try_again(redis_url, caplog):
 
 
 def test_queue_depths_answer_while_redis_is_down(database_url, admin_headers_for):
-    from coordinator_app import create_app
+    from coordinator_app.app import create_app
     from tests.coordinator.conftest import make_config
 
     app = create_app(make_config(database_url, "redis://127.0.0.1:9/0"))

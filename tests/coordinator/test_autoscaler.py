@@ -15,12 +15,12 @@ import yaml
 from click.testing import CliRunner
 from sqlalchemy import create_engine, func, select, text
 
-from coordinator_app import autoscaler
+from coordinator_app import autoscaler, schedules
 from coordinator_app.autoscaler import LOCK_KEY, AutoscaleBusy, AutoscaleUnavailable
 from coordinator_app.cli import main as ccc_cli
 from coordinator_app.models import Agent, AuditEntry, ScalingEvent, ScalingRun, utcnow
 from simulators.server import BackgroundServer
-from tests.coordinator.conftest import ADMIN_PASSWORD, make_config
+from tests.coordinator.conftest import ADMIN_PASSWORD, make_config, make_due
 from tests.test_module_playbooks import BIN, write_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,7 +141,7 @@ def test_a_failed_run_says_why(ccc, cluster):
 
 
 def test_a_run_over_its_time_is_stopped_and_recorded(database_url, redis_url, tmp_path):
-    from coordinator_app import create_app
+    from coordinator_app.app import create_app
 
     project = tmp_path / "project"
     (project / "playbooks").mkdir(parents=True)
@@ -211,7 +211,7 @@ def test_scheduled_runs_wait_for_an_admin_to_enable_them(ccc, cluster):
     with ccc.database.session() as session:
         assert session.scalar(select(func.count()).select_from(ScalingRun)) == 0
         autoscaler.set_enabled(session, True, "admin:alice")
-    ccc.processor._last_autoscale_look = 0.0
+    make_due(ccc, schedules.AUTOSCALE)
     assert ccc.processor.autoscale_if_due() == 1
     ccc.autoscaler._thread.join(300)
     with ccc.database.session() as session:

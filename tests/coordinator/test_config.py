@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from cluster_core.errors import ConfigError
 from coordinator_app.config import CoordinatorConfig
-from coordinator_app.exceptions import ConfigError
 
 
 def test_layers_apply_in_order(tmp_path):
@@ -31,7 +31,7 @@ def test_layers_apply_in_order(tmp_path):
         ({"lease_secs": 3}, "unknown setting(s): lease_secs"),
         ({"lease_seconds": 20, "heartbeat_seconds": 15}, "at least twice heartbeat_seconds"),
         ({"database_url": "sqlite://"}, "must be a PostgreSQL URL"),
-        ({"background_processing": "maybe"}, "not a boolean"),
+        ({"secure_cookies": "maybe"}, "not a boolean"),
     ],
 )
 def test_bad_values_fail_naming_the_field(values, message):

@@ -3,8 +3,8 @@ work no live agent may take is shown as such."""
 
 from __future__ import annotations
 
+from cluster_core.queues import queues_for, stream_key
 from coordinator_app.models import Task
-from coordinator_app.queues import queues_for, stream_key
 from tests.coordinator.test_admin_pages import admin_session
 from tests.coordinator.test_api_tasks import create
 

@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from sqlalchemy import func, select, text
 
-from coordinator_app import create_app, tasks
+from cluster_core.states import TaskState
+from coordinator_app import tasks
+from coordinator_app.app import create_app
 from coordinator_app.models import Agent, Base, Task, WebhookDelivery
-from coordinator_app.states import TaskState
 from tests.coordinator.conftest import signed_delivery
 from tests.coordinator.test_api_tasks import claim_next
 

@@ -8,7 +8,8 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from coordinator_app import create_app, served
+from coordinator_app import served
+from coordinator_app.app import create_app
 from coordinator_app.github_auth import TASK_PERMISSIONS
 from coordinator_app.models import OutboxMessage, Task, WebhookDelivery
 from simulators.github.config import SimulatorConfig

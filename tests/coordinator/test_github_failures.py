@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from coordinator_app import create_app
+from coordinator_app.app import create_app
 from coordinator_app.github_gateway import send_outbox
 from coordinator_app.models import OutboxMessage, utcnow
 from simulators.github.app import create_app as create_github_app

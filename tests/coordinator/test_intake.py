@@ -8,11 +8,11 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from cluster_core.states import TaskState
 from coordinator_app.github_auth import TokenAuth
 from coordinator_app.github_gateway import GitHubGateway
 from coordinator_app.models import Task, WebhookDelivery, utcnow
 from coordinator_app.processor import Processor
-from coordinator_app.states import TaskState
 from coordinator_app.tasks import fail_task, transition
 from simulators.github.testing import TOKENS
 from tests.coordinator.conftest import REPO, labels, settle, tasks_for

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from coordinator_app.cli import main as ccc_cli
-from coordinator_app.models import AdminUser, Agent
+from coordinator_app.models import AdminUser, Agent, AuditEntry, Task
 from tests.coordinator.test_api_tasks import claim_next, create
 
 
@@ -109,3 +109,24 @@ def test_cli_reports_bad_configuration(tmp_path):
     file.write_text("lease_seconds = 'soon'\n")
     result = CliRunner().invoke(ccc_cli, ["--config", str(file), "db", "upgrade"])
     assert result.exit_code != 0 and "setting lease_seconds" in result.output
+
+
+def test_cli_cancels_and_retries_tasks_as_the_api_does(
+    config, ccc, client, admin_headers, tmp_path
+):
+    file = tmp_path / "coordinator.toml"
+    file.write_text(f'database_url = "{config.database_url}"\n')
+    runner = CliRunner()
+    task_id = create(client, admin_headers)["id"]
+    cancelled = runner.invoke(ccc_cli, ["--config", str(file), "task", "cancel", str(task_id)])
+    assert cancelled.exit_code == 0 and f"task {task_id}: cancelled" in cancelled.output
+    # The same refusal the API gives: a cancelled task is final.
+    again = runner.invoke(ccc_cli, ["--config", str(file), "task", "retry", str(task_id)])
+    assert again.exit_code == 1 and "cannot go from cancelled to queued" in again.output
+    missing = runner.invoke(ccc_cli, ["--config", str(file), "task", "cancel", "999999"])
+    assert missing.exit_code == 1 and "task 999999 not found" in missing.output
+    with ccc.database.session() as session:
+        entries = session.scalars(select(AuditEntry).where(AuditEntry.target == str(task_id)))
+        (entry,) = [e for e in entries if e.action == "task.cancel"]
+        assert entry.actor.startswith("cli:")
+        assert session.get(Task, task_id).state == "cancelled"

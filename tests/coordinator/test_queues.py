@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from coordinator_app.queues import TaskQueues, queue_name, queues_for
+from cluster_core.queues import TaskQueues, queue_name, queues_for
 
 
 @pytest.fixture

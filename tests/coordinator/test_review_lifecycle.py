@@ -11,14 +11,14 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, delete, select, text
 
-from coordinator_app import migrate, reviews, tasks
+from coordinator_app import migrate, reviews, schedules, tasks
 from coordinator_app.api.schemas import task_json
 from coordinator_app.branches import branch_name
 from coordinator_app.intake import Intake
 from coordinator_app.models import Agent, ProgressEvent, PullRequest, Task, WebhookDelivery, utcnow
 from coordinator_app.webhooks.payloads import VALIDATORS
 from simulators.github.testing import push_commit
-from tests.coordinator.conftest import REPO, labels, settle, tasks_for
+from tests.coordinator.conftest import REPO, labels, make_due, settle, tasks_for
 
 TITLE = "Add a /health endpoint"
 
@@ -198,7 +198,7 @@ def test_a_merge_whose_webhook_was_lost_is_read_back_from_github(world, tmp_path
     assert task_of(ccc, task_id).state == "review"  # checked recently: not yet asked
     with ccc.database.session() as session:
         reviews.find(session, REPO, pr.number).checked_at = utcnow() - timedelta(hours=1)
-    ccc.processor._last_review_look = 0.0  # look now, not in 10 s
+    make_due(ccc, schedules.REVIEWS)  # look now, not in 10 s
     assert ccc.processor.follow_reviews_if_due() >= 1
     task = task_of(ccc, task_id)
     assert task.state == "completed"
@@ -216,7 +216,7 @@ def test_a_quiet_pull_request_gets_one_reminder(world, tmp_path):
         assert reviews.remind_stale(session, 3 * 86400, utcnow()) == 0
         pull.checked_at = utcnow()
     for _ in range(2):
-        ccc.processor._last_review_look = 0.0
+        make_due(ccc, schedules.REVIEWS)
         ccc.processor.follow_reviews_if_due()
         settle(sim, ccc)
     reminders = [c for c in comments_on(bob, pr.number) if "without activity" in c]

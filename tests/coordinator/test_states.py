@@ -7,10 +7,10 @@ import itertools
 import pytest
 from sqlalchemy import select
 
+from cluster_core.states import TRANSITIONS, TaskState, can_transition
 from coordinator_app import tasks
 from coordinator_app.exceptions import IllegalTransition
 from coordinator_app.models import Task, TaskTransition
-from coordinator_app.states import TRANSITIONS, TaskState, can_transition
 
 S = TaskState
 LEGAL = [

@@ -132,7 +132,7 @@ def gunicorn(config, tmp_path):
     """The coordinator under gunicorn, as the role runs it: (host, port)."""
     names = ("database_url", "redis_url", "secret_key", "webhook_secret", "repositories")
     values = {name: getattr(config, name) for name in names}
-    values |= {"background_processing": False, "max_webhook_bytes": 64 * 1024}
+    values |= {"max_webhook_bytes": 64 * 1024}
     toml = tmp_path / "coordinator.toml"
     toml.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
     port = free_port()

@@ -46,18 +46,33 @@ def shipped_packages(project: Path) -> list[Path]:
     )
 
 
-def source_digest(project: Path) -> str:
-    """sha256 over the names and contents of everything that goes into the wheel."""
-    digest = hashlib.sha256()
-    files = [project / "pyproject.toml"]
+def source_files(project: Path) -> list[Path]:
+    """Everything that goes into the wheel: pyproject.toml, the README and the packages."""
+    files = [project / "pyproject.toml", project / "README.md"]
     for package in shipped_packages(project):
         for root, dirs, names in os.walk(package):
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")
             files += [Path(root, n) for n in sorted(names) if not n.endswith((".pyc", ".pyo"))]
-    for path in files:
+    return files
+
+
+def source_digest(project: Path) -> str:
+    """sha256 over the names and contents of everything that goes into the wheel."""
+    digest = hashlib.sha256()
+    for path in source_files(project):
         digest.update(str(path.relative_to(project)).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def copy_sources(project: Path, dest: Path) -> Path:
+    """The wheel's sources alone in ``dest``: setuptools builds there, so nothing left in the
+    checkout's build/ folder by an older layout can slip into the wheel."""
+    for path in source_files(project):
+        target = dest / path.relative_to(project)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    return dest
 
 
 def missing_requirements(wheelhouse: Path, python_version: str) -> list[str]:
@@ -121,7 +136,9 @@ def build(
     wheelhouse.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".wheelhouse-", dir=wheelhouse.parent))
     try:
-        _pip(["wheel", "--quiet", "--no-deps", "--wheel-dir", str(staging), str(project)])
+        with tempfile.TemporaryDirectory(prefix="ccc-wheel-source-") as source:
+            sources = copy_sources(project, Path(source))
+            _pip(["wheel", "--quiet", "--no-deps", "--wheel-dir", str(staging), str(sources)])
         (project_wheel,) = staging.glob("*.whl")
         argv = ["download", "--quiet", "--only-binary=:all:", "--dest", str(staging),
                 "--python-version", python_version, "--implementation", "cp",

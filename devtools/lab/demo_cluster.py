@@ -24,11 +24,12 @@ import yaml
 from coordinator_app import test_results
 from coordinator_app.reviews import REJECTED
 from lab.services import ServiceError
+from simulators.claude.cli import EXAMPLE_SCENARIOS
+from simulators.github.cli import DEMO_SEED
 from simulators.github.seed import generate_private_key
 
-PROJECT = Path(__file__).resolve().parent.parent
-SEED = PROJECT / "simulators" / "github" / "seeds" / "demo.yml"
-SCENARIOS = PROJECT / "simulators" / "claude" / "scenarios" / "demo"
+SEED = DEMO_SEED
+SCENARIOS = EXAMPLE_SCENARIOS / "demo"
 APP_ID = yaml.safe_load(SEED.read_text())["app"]["id"]
 REPO = "octo-org/textstats"
 ADMIN = "admin"

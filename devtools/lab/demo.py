@@ -166,6 +166,7 @@ class LocalCluster(DemoCluster):
             env={"CCC_CONFIG": str(config)},
         )
         self.wait_http(f"{self.urls['coordinator']}/readyz", "coordinator")
+        self._spawn("processor", ["ccc", "process"], env={"CCC_CONFIG": str(config)})
 
         self.set_app_webhook(webhook_secret)
 

@@ -18,15 +18,12 @@ from dataclasses import dataclass
 
 import redis
 
-from coordinator_app.config import SPECIALTIES
+from cluster_core.specialties import SECURITY_LEVELS, SPECIALTIES
 
 logger = logging.getLogger(__name__)
 
 GROUP = "agents"
 MARKER = "ccc:queues:ready"
-
-
-SECURITY_LEVELS = ("standard", "restricted")  # in order of clearance
 
 
 def queue_name(specialty: str, security_level: str = "standard") -> str:

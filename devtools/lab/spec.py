@@ -10,15 +10,13 @@ from typing import Any
 
 import yaml
 
+from cluster_core.specialties import SPECIALTIES
 from lab.config import LabConfig
 from lab.exceptions import SpecError
 
 SERVICE_ROLES = ("database", "redis", "coordinator", "agents")
 # `spare`: a host autoscale.yml may turn into an agent (its agent_* variables say how).
 ROLES = (*SERVICE_ROLES, "spare")
-SPECIALTIES = (
-    "backend", "frontend", "testing", "devops", "database", "security", "documentation", "general",
-)  # fmt: skip
 # nspawn names the host-side veth "vb-NAME" and interface names are at most 15 characters.
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
 # Specialties the default spec hands out to agents in turn (each also takes `general`).

@@ -24,10 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lab import network, prereqs
-from lab.config import LabConfig
+from lab.config import PROJECT_ROOT, LabConfig
 from lab.demo_cluster import (
     APP_ID,
-    PROJECT,
     SCENARIOS,
     SEED,
     DemoCluster,
@@ -40,9 +39,9 @@ from lab.process import cmdline, is_alive, spawn_detached
 from lab.services import ServiceError, free_port
 from lab.spec import HostSpec, LabSpec
 
-SHARED_INVENTORY = PROJECT / "molecule" / "shared" / "inventory"
-SITE = PROJECT / "playbooks" / "site.yml"
-CA_DIR = PROJECT / "build" / "cluster-ca"
+SHARED_INVENTORY = PROJECT_ROOT / "molecule" / "shared" / "inventory"
+SITE = PROJECT_ROOT / "playbooks" / "site.yml"
+CA_DIR = PROJECT_ROOT / "build" / "cluster-ca"
 COORDINATOR_PORT = 8443
 
 
@@ -302,7 +301,7 @@ def run_playbook(
     tail: deque[str] = deque(maxlen=40)
     with (
         log.open("a") as out,
-        subprocess.Popen(argv, cwd=PROJECT, env=env, stdout=subprocess.PIPE,
+        subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True) as process,
     ):  # fmt: skip
         for line in process.stdout or ():

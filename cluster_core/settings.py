@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from coordinator_app.exceptions import ConfigError
+from cluster_core.errors import ConfigError
 
 T = TypeVar("T")
 
