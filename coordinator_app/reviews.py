@@ -9,7 +9,6 @@ recorded on the task, and a pull request left quiet too long gets one reminder.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -18,8 +17,6 @@ from sqlalchemy.orm import Session
 from cluster_core.states import LIVE_STATES, TaskState
 from coordinator_app import outbox, tasks
 from coordinator_app.models import ProgressEvent, PullRequest, Task, utcnow
-
-logger = logging.getLogger(__name__)
 
 REJECTED = "pull request closed without merge"
 REJECTED_LABEL = "claude:rejected"
@@ -100,8 +97,11 @@ def decide(
     pull.state, pull.decided_by = decision, by
     # GitHub's time counts to the second: never before the opening the coordinator recorded.
     pull.decided_at = max(at or utcnow(), pull.opened_at)
-    actor, who = (f"github:{by}", f"@{by}") if by else ("github", "someone (seen on GitHub)")
-    waiting = _tasks_of(session, pull, [TaskState.REVIEW])
+    actor, who = (f"github:{by}" if by else "github"), _who(by)
+    # One locked read of the pull request's tasks: those in review end, live ones are cancelled.
+    every = _tasks_of(session, pull)
+    waiting = [task for task in every if task.state == TaskState.REVIEW.value]
+    live = {state.value for state in LIVE_STATES}
     for task in waiting:
         if merged:
             tasks.transition(
@@ -121,8 +121,9 @@ def decide(
                 label=REJECTED_LABEL,
             )
             task.error, task.retry_at = REJECTED, None
-    for task in _tasks_of(session, pull, [*LIVE_STATES, TaskState.FAILED]):
-        if task.state != TaskState.FAILED.value or task.retry_at is not None:
+    for task in every:
+        retrying = task.state == TaskState.FAILED.value and task.retry_at is not None
+        if task.state in live or retrying:
             # A follow-up still to run or retry would push to a decided pull request.
             tasks.cancel_task(session, task, actor=actor, reason=f"PR #{number} {decision}")
     if waiting and not merged:  # (a pull request of tasks done before 0008 says nothing)
@@ -187,8 +188,7 @@ def pushed(
                 data={"by": by, "before": before, "head": head, "pull_request": number},
             )
         )
-    who = f"@{by}" if by else "someone (seen on GitHub)"
-    return f"recorded a push by {who} to PR #{number} ({head[:12]})"
+    return f"recorded a push by {_who(by)} to PR #{number} ({head[:12]})"
 
 
 def catch_up(session: Session, repository: str, number: int, found: dict) -> str:
@@ -279,6 +279,11 @@ def _tasks_of(session: Session, pull: PullRequest, states=None) -> list[Task]:
     if states is not None:
         query = query.where(Task.state.in_([s.value for s in states]))
     return list(session.scalars(query.order_by(Task.id).with_for_update()))
+
+
+def _who(by: str | None) -> str:
+    """A GitHub login as comments name it; a read-back does not say who acted."""
+    return f"@{by}" if by else "someone (seen on GitHub)"
 
 
 def _duration(delta: timedelta) -> str:

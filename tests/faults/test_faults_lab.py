@@ -213,7 +213,7 @@ def test_loss_of_all_redis_keys(cluster):
     assert_one_clean_run(cluster, after, "after-redis-flush")
     figure("loss of all Redis keys", time.monotonic() - flushed, "(to a new issue's PR)")
     assert_one_clean_run(cluster, number, "redis-flush")
-    assert "Redis had lost the queues" in journal(cluster, host, "claude-coordinator")
+    assert "Redis had lost the queues" in journal(cluster, host, "claude-coordinator-processor")
 
 
 # The coordinator and PostgreSQL ------------------------------------------------------------------
@@ -242,6 +242,57 @@ def test_coordinator_down_longer_than_the_lease(cluster):
     # gives, so the task was neither reaped nor run a second time.
     task = assert_one_clean_run(cluster, number, "coordinator-down")
     assert task["attempts"] == 1 and task["agent"] == before["agent"], task["history"]
+
+
+def processor_status(cluster: LabCluster, host: str, unit: str) -> str:
+    return cluster.ssh(host, f"systemctl show -p StatusText --value {unit}").strip()
+
+
+def test_processor_killed_with_a_standby_beside_it(cluster):
+    """As with a second coordinator host: the active processor dies (SIGKILL), the standby
+    takes the lock and the work goes on; the killed one comes back as the standby."""
+    host = coordinator_host(cluster)
+    standby = "ccc-standby-processor"
+    cluster.ssh(
+        host,
+        f"systemd-run --unit={standby} -p Type=notify -p User=claude-coordinator "
+        "-p Environment=CCC_CONFIG=/etc/claude-coordinator/coordinator.toml "
+        "/opt/claude-coordinator/venv/bin/ccc process",
+    )
+    try:
+        wait_until(
+            "a processor standing by",
+            lambda: processor_status(cluster, host, standby).startswith("standby"),
+            timeout=60,
+        )
+        number = memo(cluster, "processor-kill", 15)
+        running_task(cluster, number)
+        killed = time.monotonic()
+        cluster.ssh(host, "systemctl kill -s KILL claude-coordinator-processor")
+        wait_until(
+            "the standby active",
+            lambda: processor_status(cluster, host, standby) == "active",
+            timeout=60,
+            every=0.2,
+        )
+        figure("active processor SIGKILLed", time.monotonic() - killed, "(to the standby active)")
+        after = memo(cluster, "after-processor-kill", 1)
+        assert_one_clean_run(cluster, after, "after-processor-kill")
+        assert_one_clean_run(cluster, number, "processor-kill")
+        wait_until(
+            "the killed processor back, standing by",
+            lambda: processor_status(cluster, host, "claude-coordinator-processor").startswith(
+                "standby"
+            ),
+            timeout=60,
+        )
+    finally:
+        cluster.ssh(host, f"systemctl stop {standby}")
+    wait_until(
+        "the unit's processor active again",
+        lambda: processor_status(cluster, host, "claude-coordinator-processor") == "active",
+        timeout=60,
+    )
 
 
 def test_postgresql_restart(cluster):
