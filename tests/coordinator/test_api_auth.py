@@ -8,6 +8,7 @@ import pytest
 
 from coordinator_app.app import create_app
 from tests.coordinator.conftest import ADMIN_PASSWORD, make_config
+from tests.coordinator.test_admin_security import at_the_start_of_a_rate_window
 
 PUBLIC = {"/api/v1/agents/token", "/api/v1/auth/token", "/api/v1/openapi.json"}
 
@@ -141,6 +142,7 @@ def test_openapi_document_lists_every_route(app, client):
 
 def test_rate_limit_answers_429_with_retry_after(database_url, redis_url):
     app = create_app(make_config(database_url, redis_url, api_rate_per_minute=3))
+    at_the_start_of_a_rate_window(room=10)  # five requests in one fixed window
     client = app.test_client()
     codes = [client.get("/api/v1/tasks").status_code for _ in range(5)]
     assert codes[:3] == [401, 401, 401] and codes[3:] == [429, 429]
