@@ -101,8 +101,9 @@ def _wait_ready(host: str, port: int, process: subprocess.Popen, timeout: float 
     raise RuntimeError(f"gunicorn not ready on {host}:{port} after {timeout:.0f}s")
 
 
-def _stop_gunicorn(process: subprocess.Popen) -> None:
-    """Graceful stop (SIGTERM to the master), then the whole session if it lingers."""
+def _stop_session(process: subprocess.Popen) -> None:
+    """Graceful stop (SIGTERM to its leader: gunicorn's master, the processor), then the whole
+    session if it lingers."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
@@ -173,13 +174,13 @@ def running_coordinator(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        stack.callback(_stop_gunicorn, gunicorn)
+        stack.callback(_stop_session, gunicorn)
         # The processor (stored deliveries to tasks), as the role runs it beside gunicorn.
         processor = subprocess.Popen(
             [str(Path(sys.executable).with_name("ccc")), "process"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-        stack.callback(_stop_gunicorn, processor)
+        stack.callback(_stop_session, processor)
         try:
             _wait_ready(host, port, gunicorn)
         except RuntimeError:
