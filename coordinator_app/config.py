@@ -42,7 +42,7 @@ class Autoscale:
     `ccc scale enable`.
     """
 
-    project_dir: str = ""  # playbooks/, roles/, library/, ansible.cfg; empty: not set up here
+    project_dir: str = ""  # ansible.cfg, playbooks/, ansible_collections/; empty: not set up here
     inventory: str = ""  # the inventory the playbook reads and edits (file or directory)
     playbook: str = "playbooks/autoscale.yml"  # relative to project_dir
     # Variables for the playbook (coordinator_admin_password, ...): an owner-only YAML file,

@@ -14,13 +14,15 @@ import pytest
 from ansible.module_utils import basic
 
 ROOT = Path(__file__).resolve().parent.parent
+# The project's Ansible collection (its roles and modules), as ansible.cfg uses it in place.
+COLLECTION = ROOT / "ansible_collections/claude_code_cluster/cluster"
 
 
-def load(name: str, relative_path: str):
-    """Import a project file under ``name`` (module_utils under the names Ansible gives them)."""
+def load(name: str, path: Path):
+    """Import a file of the project that is not in a package (a role's script) as ``name``."""
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / relative_path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)

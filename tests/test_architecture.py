@@ -16,14 +16,16 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from ansible_collections.claude_code_cluster.cluster.plugins.module_utils import cluster_api
+from ansible_collections.claude_code_cluster.cluster.plugins.modules import cluster_agent
 from cluster_core.specialties import SECURITY_LEVELS, SPECIALTIES
 from cluster_core.states import RUNNING_STATES
-from tests.ansible_modules import load
+from tests.ansible_modules import COLLECTION, load
 from tests.conftest import PROJECT_ROOT
 
-cluster_api = load("ansible.module_utils.cluster_api", "module_utils/cluster_api.py")
-cluster_agent = load("ccc_library_cluster_agent", "library/cluster_agent.py")
-wheelhouse = load("ccc_build_wheelhouse", "roles/control_node/files/build_wheelhouse.py")
+wheelhouse = load(
+    "ccc_build_wheelhouse", COLLECTION / "roles/control_node/files/build_wheelhouse.py"
+)
 PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
 # What only a coordinator runs: none of it may reach an agent host.
 COORDINATOR_ONLY = {"alembic", "flask-login", "flask-wtf", "gunicorn", "jsonschema", "psycopg",
@@ -59,7 +61,7 @@ def test_the_specialties_the_ansible_side_copies_agree_with_cluster_core():
     options = yaml.safe_load(cluster_agent.DOCUMENTATION)["options"]
     assert tuple(options["specialties"]["choices"]) == SPECIALTIES
     assert tuple(options["clearance"]["choices"]) == SECURITY_LEVELS
-    specs = yaml.safe_load((PROJECT_ROOT / "roles/agent/meta/argument_specs.yml").read_text())
+    specs = yaml.safe_load((COLLECTION / "roles/agent/meta/argument_specs.yml").read_text())
     agent_options = specs["argument_specs"]["main"]["options"]
     assert tuple(agent_options["agent_specialties"]["choices"]) == SPECIALTIES
     assert tuple(agent_options["agent_clearance"]["choices"]) == SECURITY_LEVELS
@@ -93,7 +95,7 @@ def _names(requirements: list[str], extra: str) -> set[str]:
 def test_the_production_wheel_holds_the_apps_and_an_agent_installs_no_coordinator_stack(
     tmp_path,
 ):
-    # As the control node builds it for the hosts (roles/control_node/files/build_wheelhouse.py).
+    # As the control node builds it for the hosts (control_node role, files/build_wheelhouse.py).
     sources = wheelhouse.copy_sources(PROJECT_ROOT, tmp_path / "sources")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",

@@ -24,7 +24,7 @@ from lab.demo_cluster import (
 )
 from lab.demo_lab import LabCluster, Timing, demo_spec, read_pid, start_background, stop_background
 from lab.process import is_alive
-from tests.conftest import PROJECT_ROOT
+from tests.ansible_modules import COLLECTION
 
 
 def test_demo_spec_puts_the_services_on_one_host_and_two_different_agents():
@@ -64,7 +64,7 @@ def test_extra_vars_point_the_cluster_at_the_simulators(tmp_path):
     assert plain["agent_settings"] == {}
     # The seed repository's tests need pytest on the agents: the role's default gives it.
     assert "agent_packages" not in extra and "agent_toolchain_packages" not in extra
-    defaults = yaml.safe_load((PROJECT_ROOT / "roles/agent/defaults/main.yml").read_text())
+    defaults = yaml.safe_load((COLLECTION / "roles/agent/defaults/main.yml").read_text())
     assert "python3-pytest" in defaults["agent_toolchain_packages"]
 
 

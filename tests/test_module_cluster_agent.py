@@ -1,5 +1,5 @@
-"""The cluster_agent module: table-driven against a fake coordinator (only HTTP is replaced),
-then against a real coordinator over a socket, run twice: changed, then not changed."""
+"""The cluster_agent and cluster_agent_info modules: table-driven against a fake coordinator
+(only HTTP is replaced), then against a real coordinator over a socket."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ from typing import Any
 import pytest
 from werkzeug.security import generate_password_hash
 
-from tests.ansible_modules import load, run_module
+from ansible_collections.claude_code_cluster.cluster.plugins.module_utils import cluster_api
+from ansible_collections.claude_code_cluster.cluster.plugins.modules import (
+    cluster_agent,
+    cluster_agent_info,
+)
+from tests.ansible_modules import run_module
 
 PASSWORD = "correct horse battery staple"
 URL = "https://coordinator.test:8443"
-
-
-cluster_api = load("ansible.module_utils.cluster_api", "module_utils/cluster_api.py")
-cluster_agent = load("ccc_library_cluster_agent", "library/cluster_agent.py")
 
 
 class FakeCoordinator:
@@ -30,11 +31,12 @@ class FakeCoordinator:
         self.fail_with: int | None = None  # answer every API call with this status
         self.unreachable = False
         self.finish_after_polls: int | None = None  # tasks finish after this many GETs
+        self.keys: dict[int, str] = {}  # agent id -> its key
 
     @property
     def changes(self) -> list[tuple[str, str]]:
-        """Calls that change something (everything but reads and the login)."""
-        return [c for c in self.calls if c[0] != "GET" and not c[1].endswith("/auth/token")]
+        """Calls that change something (everything but reads and the two token exchanges)."""
+        return [c for c in self.calls if c[0] != "GET" and not c[1].endswith("/token")]
 
     def add(self, name: str, **settings) -> dict[str, Any]:
         agent_id = len(self.agents) + 1
@@ -69,6 +71,11 @@ class FakeCoordinator:
             if body["password"] != PASSWORD:
                 return self._error(401, "unknown user or wrong password")
             return cluster_api.Response(200, {"token": "t0k"})
+        if path == "/agents/token":  # the agent's own credentials: no admin token
+            agent = next((a for a in self.agents.values() if a["name"] == body["name"]), None)
+            if agent is None or self.keys.get(agent["id"]) != body["key"]:
+                return self._error(401, "unknown agent or wrong key")
+            return cluster_api.Response(200, {"token": "agent-t0k", "agent_id": agent["id"]})
         assert headers["Authorization"] == "Bearer t0k"
         if self.fail_with:
             return self._error(self.fail_with, "database is down")
@@ -76,11 +83,11 @@ class FakeCoordinator:
 
     def _route(self, method, path, query, body):
         if (method, path) == ("GET", "/agents"):
-            items = sorted(self.agents.values(), key=lambda a: a["name"])
-            return cluster_api.Response(200, {"items": items, "_links": {"next": None}})
+            return self._page(sorted(self.agents.values(), key=lambda a: a["id"]), query)
         if (method, path) == ("POST", "/agents"):
             agent = self.add(body["name"], **{k: v for k, v in body.items() if k != "name"})
             agent["state"] = "offline"
+            self.keys[agent["id"]] = "ccca_secret"
             return cluster_api.Response(201, {**agent, "key": "ccca_secret"})
         match = re.fullmatch(r"/agents/(\d+)(/key|/tasks)?", path)
         agent = self.agents.get(int(match[1])) if match else None
@@ -97,6 +104,7 @@ class FakeCoordinator:
             agent.update(body)
             return cluster_api.Response(200, agent)
         if method == "POST" and match[2] == "/key":
+            self.keys[agent["id"]] = "ccca_rotated"
             return cluster_api.Response(200, {"id": agent["id"], "key": "ccca_rotated"})
         if method == "DELETE":
             if agent["running_tasks"] and "handback=1" not in query:
@@ -104,6 +112,18 @@ class FakeCoordinator:
             del self.agents[agent["id"]]
             return cluster_api.Response(204, None)
         return self._error(405, "method not allowed")
+
+    @staticmethod
+    def _page(items: list, query: str):
+        """One page of ``items`` as the coordinator's list endpoints answer (25 per page)."""
+        args = dict(pair.split("=") for pair in query.split("&") if pair)
+        page, per_page = int(args.get("page", 1)), int(args.get("per_page", 25))
+        start = (page - 1) * per_page
+        more = start + per_page < len(items)
+        next_link = f"/api/v1/agents?page={page + 1}&per_page={per_page}" if more else None
+        return cluster_api.Response(
+            200, {"items": items[start : start + per_page], "_links": {"next": next_link}}
+        )
 
     def _progress(self, agent):
         if self.finish_after_polls is not None:
@@ -220,6 +240,7 @@ def test_rotate_key_returns_the_new_key(coordinator):
         ({"max_tasks": 1}, {"max_tasks": 2}),
         ({"draining": True}, {"state": "present"}),
         ({}, {"rotate_key": True}),
+        ({}, {"stored_key": "ccca_old"}),
         ({}, {"state": "draining"}),
         ({}, {"state": "absent"}),
     ],
@@ -231,10 +252,43 @@ def test_check_mode_reports_the_change_and_changes_nothing(coordinator, existing
     result = run_module(cluster_agent, args(**given), check_mode=True)
     assert result["changed"]
     assert "key" not in result
-    if "rotate_key" not in given:  # a new key is not a setting: no diff
+    if not {"rotate_key", "stored_key"} & given.keys():  # a new key is not a setting: no diff
         assert result["diff"]["before"] != result["diff"]["after"]
     assert coordinator.changes == []
     assert json.dumps(coordinator.agents, sort_keys=True) == before
+
+
+@pytest.mark.parametrize(
+    ("stored", "rotated"),
+    [("ccca_secret", False), ("ccca_old", True), ("", True)],
+    ids=["accepted", "refused", "none"],
+)
+def test_a_stored_key_is_kept_while_accepted_and_replaced_when_refused(
+    coordinator, stored, rotated
+):
+    agent = coordinator.add("agent4", specialties=["backend", "general"])
+    coordinator.keys[agent["id"]] = "ccca_secret"
+    result = run_module(cluster_agent, args(stored_key=stored))
+    assert result["changed"] is rotated
+    assert result.get("key") == ("ccca_rotated" if rotated else None)
+    rotation = [("POST", f"{URL}/api/v1/agents/{agent['id']}/key")]
+    assert coordinator.changes == (rotation if rotated else [])
+    assert stored == "" or "ccca" not in json.dumps(result["invocation"])  # no_log option
+
+
+def test_a_stored_key_for_an_unknown_agent_registers_it(coordinator):
+    result = run_module(cluster_agent, args(stored_key="ccca_from_a_wiped_coordinator"))
+    assert result["created"] and result["key"] == "ccca_secret"
+    assert coordinator.changes == [("POST", f"{URL}/api/v1/agents")]
+
+
+def test_agents_are_found_past_the_first_page(coordinator):
+    for number in range(1, 231):
+        coordinator.add(f"agent{number:03}")
+    result = run_module(cluster_agent, args(name="agent230", state="draining", drain_timeout=0))
+    assert result["changed"] and result["agent"]["draining"]
+    pages = [c for c in coordinator.calls if c[1].startswith(f"{URL}/api/v1/agents?")]
+    assert len(pages) == 3  # 100 per page
 
 
 # --- draining and absent --------------------------------------------------------------------
@@ -380,6 +434,15 @@ def test_against_a_real_coordinator(live_coordinator):
 
     changed = run_module(cluster_agent, {**present, "max_tasks": 3})
     assert changed["changed"] and changed["agent"]["max_tasks"] == 3
+    present["max_tasks"] = 3
+
+    # The host's stored key: kept while the coordinator takes it, replaced when it does not.
+    kept = run_module(cluster_agent, {**present, "stored_key": first["key"]})
+    assert not kept["changed"] and "key" not in kept
+    replaced = run_module(cluster_agent, {**present, "stored_key": first["key"] + "x"})
+    assert replaced["changed"] and replaced["key"] not in (first["key"], None)
+    assert not run_module(cluster_agent, {**present, "stored_key": replaced["key"]})["changed"]
+    assert run_module(cluster_agent, {**present, "stored_key": first["key"]})["changed"]
 
     # The agent holds a task: removing it without handback fails and leaves it draining;
     # with handback the coordinator queues the task again.
@@ -419,3 +482,67 @@ def task_in_progress(ccc, agent_id: int) -> int:
         session.add(task)
         session.flush()
         return task.id
+
+
+# --- cluster_agent_info ---------------------------------------------------------------------
+
+CONNECTION = {"coordinator_url": URL, "admin_password": PASSWORD}
+
+
+def test_info_every_agent_is_listed_across_pages(coordinator):
+    for number in range(1, 231):
+        coordinator.add(f"agent{number:03}")
+    result = run_module(cluster_agent_info, CONNECTION)
+    assert not result["changed"]
+    assert [a["name"] for a in result["agents"]] == [f"agent{n:03}" for n in range(1, 231)]
+    assert coordinator.changes == []
+
+
+def test_info_one_agent_by_name_and_an_unknown_name(coordinator):
+    for number in range(1, 131):
+        coordinator.add(f"agent{number:03}", state="busy" if number == 125 else "idle")
+    found = run_module(cluster_agent_info, {**CONNECTION, "name": "agent125"})
+    assert [(a["name"], a["state"]) for a in found["agents"]] == [("agent125", "busy")]
+    assert run_module(cluster_agent_info, {**CONNECTION, "name": "agent999"})["agents"] == []
+
+
+def test_info_running_task_ids_only_when_asked(coordinator):
+    busy = coordinator.add("agent1")
+    coordinator.add("agent2")
+    coordinator.hold(busy["id"], 7, 9)
+    plain = run_module(cluster_agent_info, CONNECTION)
+    assert all("running_task_ids" not in a for a in plain["agents"])
+    listed = run_module(cluster_agent_info, {**CONNECTION, "running_tasks": True})
+    assert [a["running_task_ids"] for a in listed["agents"]] == [[7, 9], []]
+    task_reads = [c for c in coordinator.calls if c[1].endswith("/tasks?per_page=100")]
+    assert len(task_reads) == 1  # only the agent that holds tasks is asked
+
+
+def test_info_failures_carry_context_and_hide_the_password(coordinator):
+    coordinator.fail_with = 503
+    failed = run_module(cluster_agent_info, CONNECTION)
+    assert failed["failed"] and failed["status"] == 503
+    assert "database is down" in failed["msg"]
+    refused = run_module(cluster_agent_info, {**CONNECTION, "admin_password": "wrong"})
+    assert refused["failed"] and refused["status"] == 401
+    hidden = refused["invocation"]["module_args"]["admin_password"]
+    assert hidden == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+
+def test_info_against_a_real_coordinator(live_coordinator):
+    from coordinator_app.agents import AgentSpec, register_agent
+
+    url, ccc = live_coordinator
+    with ccc.database.session() as session:
+        ids = [
+            register_agent(session, AgentSpec(name=f"lab{n:03}", specialties=["general"]))[0].id
+            for n in range(1, 106)
+        ]
+    task_id = task_in_progress(ccc, ids[-1])
+    common = {"coordinator_url": url, "admin_username": "alice", "admin_password": PASSWORD}
+
+    everyone = run_module(cluster_agent_info, common)["agents"]
+    assert len(everyone) == 105  # past the API's 100 per page
+    assert {a["state"] for a in everyone} == {"offline"}  # none has sent a heartbeat
+    last = run_module(cluster_agent_info, {**common, "name": "lab105", "running_tasks": True})
+    assert [(a["id"], a["running_task_ids"]) for a in last["agents"]] == [(ids[-1], [task_id])]

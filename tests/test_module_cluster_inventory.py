@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ansible_modules import ROOT, load
+from ansible_collections.claude_code_cluster.cluster.plugins.modules import cluster_inventory
+from tests.ansible_modules import ROOT
 from tests.ansible_modules import run_module as run_ansible_module
-
-cluster_inventory = load("ccc_library_cluster_inventory", "library/cluster_inventory.py")
 
 EXAMPLE = ROOT / "inventory/production.example/hosts.yml"
 LAB = """\

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ansible_modules import load, run_module
+from ansible_collections.claude_code_cluster.cluster.plugins.module_utils import cluster_scaling
+from ansible_collections.claude_code_cluster.cluster.plugins.modules import cluster_scaling_facts
+from tests.ansible_modules import run_module
 from tests.test_module_cluster_agent import PASSWORD, URL, FakeCoordinator, cluster_api
-
-cluster_scaling = load("ansible.module_utils.cluster_scaling", "module_utils/cluster_scaling.py")
-cluster_scaling_facts = load(
-    "ccc_library_cluster_scaling_facts", "library/cluster_scaling_facts.py"
-)
 
 
 def decision(deltas: dict[str, int], agents=(), queued=()) -> dict:

@@ -20,7 +20,7 @@ description:
 version_added: "0.1.0"
 author: Claude Code Cluster contributors
 extends_documentation_fragment:
-  - cluster_api
+  - claude_code_cluster.cluster.cluster_api
 options:
   name:
     description: The agent's name (letters, digits and dashes; by convention the host name).
@@ -49,6 +49,15 @@ options:
         working at once. Every run with this set rotates (and reports C(changed)).
     type: bool
     default: false
+  stored_key:
+    description:
+      - The key the agent host holds (from its configuration; empty when it has none). With
+        O(state=present), an existing agent whose coordinator no longer accepts this key
+        (C(POST /api/v1/agents/token) refused) is given a new key, returned in RV(key); a key
+        the coordinator accepts is kept. Omitted, the key is left alone (see O(rotate_key)).
+      - This is how a host re-registers after its configuration, or the coordinator's
+        database, was rebuilt.
+    type: str
   state:
     description:
       - C(present) registers the agent (its key is returned once, in RV(key)), applies
@@ -102,7 +111,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Register the agent (its key is returned once)
-  cluster_agent:
+  claude_code_cluster.cluster.cluster_agent:
     coordinator_url: "https://{{ cluster_address }}:8443"
     ca_path: /etc/claude-coordinator/tls/ca.crt
     admin_password: "{{ coordinator_admin_password }}"
@@ -112,8 +121,19 @@ EXAMPLES = r"""
   register: registration
   no_log: true  # the result carries the key when the agent is created
 
+- name: Keep the agent's key while the coordinator accepts it, otherwise give it a new one
+  claude_code_cluster.cluster.cluster_agent:
+    coordinator_url: "https://{{ cluster_address }}:8443"
+    ca_path: /etc/claude-coordinator/tls/ca.crt
+    admin_password: "{{ coordinator_admin_password }}"
+    name: agent4
+    specialties: [backend, general]
+    stored_key: "{{ key_read_from_the_host }}"
+  register: registration
+  no_log: true  # registration.key is set when a new key was issued
+
 - name: Drain an agent for maintenance, waiting up to ten minutes for its tasks
-  cluster_agent:
+  claude_code_cluster.cluster.cluster_agent:
     coordinator_url: "https://{{ cluster_address }}:8443"
     ca_path: /etc/claude-coordinator/tls/ca.crt
     admin_password: "{{ coordinator_admin_password }}"
@@ -122,7 +142,7 @@ EXAMPLES = r"""
     drain_timeout: 600
 
 - name: Remove an agent; anything still running after 5 minutes goes back to the queue
-  cluster_agent:
+  claude_code_cluster.cluster.cluster_agent:
     coordinator_url: "https://{{ cluster_address }}:8443"
     ca_path: /etc/claude-coordinator/tls/ca.crt
     admin_password: "{{ coordinator_admin_password }}"
@@ -176,7 +196,8 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.cluster_api import (
+
+from ansible_collections.claude_code_cluster.cluster.plugins.module_utils.cluster_api import (
     SPECIALTIES,
     CoordinatorAPIError,
     CoordinatorClient,
@@ -196,6 +217,7 @@ def build_module() -> AnsibleModule:
         max_tasks={"type": "int"},
         clearance={"type": "str", "choices": ["standard", "restricted"]},
         rotate_key={"type": "bool", "default": False, "no_log": False},
+        stored_key={"type": "str", "no_log": True},
         state={"type": "str", "default": "present", "choices": ["present", "draining", "absent"]},
         drain_timeout={"type": "int", "default": 600},
         handback={"type": "bool", "default": False},
@@ -268,12 +290,19 @@ class AgentMembership:
             self.result["changed"] = True
             if not self.module.check_mode:
                 after = self.client.request("PATCH", f"/agents/{current['id']}", body=changes).data
-        if self.params["rotate_key"]:
+        if self.params["rotate_key"] or self.stored_key_refused(current):
             self.result["changed"] = True
             if not self.module.check_mode:
                 answer = self.client.request("POST", f"/agents/{current['id']}/key").data
                 self.keep_key(answer["key"])
         return after
+
+    def stored_key_refused(self, current: dict[str, Any]) -> bool:
+        """Whether a stored key was given and the coordinator no longer accepts it."""
+        key = self.params["stored_key"]
+        if key is None:
+            return False
+        return not key or not self.client.accepts_agent_key(current["name"], key)
 
     def create(self, wanted: dict[str, Any]) -> dict[str, Any]:
         self.result.update(changed=True, created=True)

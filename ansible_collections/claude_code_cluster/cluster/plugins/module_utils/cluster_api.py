@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.error
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -244,17 +245,36 @@ class CoordinatorClient:
             )
         return answer
 
-    def find_agent(self, name: str) -> dict[str, Any] | None:
-        """The registered agent called ``name``, or None."""
+    def agents(self) -> Iterator[dict[str, Any]]:
+        """Every registered agent, page after page, in the coordinator's order."""
         page = 1
         while True:
             data = self.request("GET", "/agents", params={"per_page": PAGE_SIZE, "page": page}).data
-            for agent in data["items"]:
-                if agent["name"] == name:
-                    return agent
+            yield from data["items"]
             if not data["_links"].get("next"):
-                return None
+                return
             page += 1
+
+    def find_agent(self, name: str) -> dict[str, Any] | None:
+        """The registered agent called ``name``, or None."""
+        return next((agent for agent in self.agents() if agent["name"] == name), None)
+
+    def accepts_agent_key(self, name: str, key: str) -> bool:
+        """Whether the coordinator trades this agent's name and key for a token (as it would
+        for the agent itself): False when it refuses them, an error when it cannot say."""
+        url = self._url("/agents/token")
+        answer = send("POST", url, body={"name": name, "key": key}, **self._transport)
+        if answer.status == 200:
+            return True
+        if answer.status in (400, 401):  # a malformed or wrong key, or no such agent
+            return False
+        raise CoordinatorAPIError(
+            f"POST {url} answered HTTP {answer.status}: {error_message(answer.data)}",
+            method="POST",
+            url=url,
+            status=answer.status,
+            body=answer.data,
+        )
 
     def get_agent(self, agent_id: int) -> dict[str, Any]:
         return self.request("GET", f"/agents/{agent_id}").data

@@ -19,7 +19,7 @@ description:
 version_added: "0.1.0"
 author: Claude Code Cluster contributors
 extends_documentation_fragment:
-  - cluster_api
+  - claude_code_cluster.cluster.cluster_api
 options:
   spare_hosts:
     description: Spare hosts and the specialties each would serve (its C(agent_specialties)).
@@ -43,7 +43,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Decide what to scale
-  cluster_scaling_facts:
+  claude_code_cluster.cluster.cluster_scaling_facts:
     coordinator_url: "https://{{ cluster_address }}:8443"
     ca_path: /etc/claude-coordinator/tls/ca.crt
     admin_password: "{{ coordinator_admin_password }}"
@@ -75,12 +75,15 @@ reasons:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.cluster_api import (
+
+from ansible_collections.claude_code_cluster.cluster.plugins.module_utils.cluster_api import (
     CoordinatorAPIError,
     CoordinatorClient,
     coordinator_argument_spec,
 )
-from ansible.module_utils.cluster_scaling import plan
+from ansible_collections.claude_code_cluster.cluster.plugins.module_utils.cluster_scaling import (
+    plan,
+)
 
 
 def build_module() -> AnsibleModule:
