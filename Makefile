@@ -24,7 +24,7 @@ help:
 	@echo "make control    a control node only: Ansible and what the playbooks need (.venv)"
 	@echo "make test-fast  the tests without the slow ones (lab hosts, end to end)"
 	@echo "make test-faults  the fault suite on lab hosts (crashes, cuts, restarts; ~25 min)"
-	@echo "make lint       ruff check and format check"
+	@echo "make lint       ruff, import contracts, ansible-lint, ansible-test sanity"
 	@echo "make lab-deps   the Debian packages the lab hosts need"
 	@echo "make clean      remove the virtualenv and build files"
 
@@ -66,6 +66,9 @@ test-fast: setup
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint
+	$(BIN)/python scripts/ansible-test-sanity
 
 demo: setup lab-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ccc-demo --lab

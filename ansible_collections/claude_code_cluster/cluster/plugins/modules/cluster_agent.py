@@ -18,8 +18,9 @@ description:
   - Runs wherever the coordinator is reachable; the cluster's playbooks run it on the first
     coordinator host against its own address.
 version_added: "0.1.0"
-author: Claude Code Cluster contributors
+author: Claude Code Cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - claude_code_cluster.cluster.cluster_api
 options:
   name:
@@ -102,6 +103,8 @@ attributes:
   diff_mode:
     support: full
     details: The agent's settings (specialties, max_tasks, clearance, draining) before and after.
+  platform:
+    platforms: posix
 notes:
   - The key is returned only when the agent is created or its key rotated; store it at once
     (the coordinator keeps only its hash). Set C(no_log=true) on a task that can return it

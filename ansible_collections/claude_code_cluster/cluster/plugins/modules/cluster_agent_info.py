@@ -12,11 +12,12 @@ short_description: Read agents as the Claude Code Cluster coordinator reports th
 description:
   - Lists the agents registered at the coordinator (C(GET /api/v1/agents), every page), or
     only the one called O(name), with the state the coordinator derives for each (C(idle),
-    C(busy), C(maintenance), C(offline)) and the tasks it holds.
+    C(busy), C(maintenance), C(offline), ...) and the tasks it holds.
   - With C(until), this is how a playbook waits for an agent to reach a state.
 version_added: "0.1.0"
-author: Claude Code Cluster contributors
+author: Claude Code Cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - claude_code_cluster.cluster.cluster_api
 options:
   name:
@@ -34,6 +35,8 @@ attributes:
     details: Only reads.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 """
 
 EXAMPLES = r"""
@@ -68,6 +71,39 @@ agents:
   returned: always
   type: list
   elements: dict
+  contains:
+    id:
+      description: The agent's id at the coordinator.
+      type: int
+    name:
+      description: The agent's name.
+      type: str
+    state:
+      description:
+        - What the coordinator derives from heartbeats and leases. C(idle), C(busy),
+          C(overloaded), C(maintenance) (draining), C(error) or C(offline) (no recent heartbeat).
+      type: str
+    specialties:
+      description: The queues it works on, its preferred first.
+      type: list
+      elements: str
+    max_tasks:
+      description: Tasks it runs at once.
+      type: int
+    clearance:
+      description: C(standard) or C(restricted).
+      type: str
+    draining:
+      description: Whether it is in maintenance, claiming nothing new.
+      type: bool
+    running_tasks:
+      description: How many tasks it holds now.
+      type: int
+    running_task_ids:
+      description: Ids of the tasks it holds, oldest first.
+      type: list
+      elements: int
+      returned: when O(running_tasks=true)
   sample:
     - id: 4
       name: agent4

@@ -22,9 +22,11 @@ description:
     otherwise directly under the group's C(hosts).
   - Runs on the control node, where the inventory lives (C(delegate_to=localhost)).
 version_added: "0.1.0"
-author: Claude Code Cluster contributors
+author: Claude Code Cluster contributors (!UNKNOWN)
 requirements:
   - ruamel.yaml >= 0.17 (the project's control extra)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   path:
     description: The YAML inventory file. It must exist.
@@ -71,6 +73,8 @@ attributes:
   diff_mode:
     support: full
     details: The file's text before and after the edit.
+  platform:
+    platforms: posix
 """
 
 EXAMPLES = r"""
@@ -365,7 +369,7 @@ def edit(module: AnsibleModule, text: str) -> tuple[str, InventoryFile]:
             changed |= moved
         changed |= inventory.add(p["host"], p["group"], {**carried, **p["vars"]})
     else:
-        changed, _ = inventory.remove(p["host"], p["group"])
+        changed = inventory.remove(p["host"], p["group"])[0]
         changed |= inventory.forget(p["host"])
     return (inventory.dump() if changed else text), inventory
 

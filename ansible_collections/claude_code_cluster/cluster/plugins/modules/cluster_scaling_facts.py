@@ -17,8 +17,9 @@ description:
     count, so the last agent of a specialty with queued work is never removed.
   - Changes nothing.
 version_added: "0.1.0"
-author: Claude Code Cluster contributors
+author: Claude Code Cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - claude_code_cluster.cluster.cluster_api
 options:
   spare_hosts:
@@ -39,6 +40,8 @@ attributes:
     details: Only reads.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 """
 
 EXAMPLES = r"""

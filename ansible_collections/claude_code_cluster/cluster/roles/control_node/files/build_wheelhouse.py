@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Build the project's wheel and its dependencies into a wheelhouse and a tar of it.
 
 Prints JSON ``{"changed": ..., "archive": ..., "digest": ...}``. Nothing is rebuilt while the
@@ -151,7 +150,7 @@ def build(
         _pip([*argv, wanted])
         # pip evaluates environment markers for the interpreter it runs on, not the target:
         # add what the hosts' Python needs beyond that (e.g. async-timeout below 3.11.3).
-        for _ in range(10):
+        for _round in range(10):
             missing = missing_requirements(staging, python_version)
             if not missing:
                 break
