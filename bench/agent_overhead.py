@@ -20,7 +20,7 @@ from pathlib import Path
 import requests
 
 from bench.report import ms, percentile, table
-from lab.demo import LocalCluster
+from lab.demo import LocalDemo
 
 # The demo issues' titles and the Claude scenarios that answer them.
 SCENARIO_OF = {
@@ -34,7 +34,7 @@ def _at(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-def measure(cluster: LocalCluster, tasks: list[dict]) -> list[tuple[str, float, float]]:
+def measure(cluster: LocalDemo, tasks: list[dict]) -> list[tuple[str, float, float]]:
     """(issue, claim → first request, last request → PR outside tests) per task, in seconds."""
     requests_log = requests.get(f"{cluster.urls['claude']}/_sim/requests", timeout=10).json()
     entries = requests_log["requests"] if isinstance(requests_log, dict) else requests_log
@@ -63,7 +63,7 @@ def main() -> None:
     rows = []
     for _ in range(args.rounds):
         root = Path(tempfile.mkdtemp(prefix="ccc-bench-overhead-"))
-        cluster = LocalCluster(root=root, echo=lambda _m: None)
+        cluster = LocalDemo(root=root, echo=lambda _m: None)
         try:
             cluster.start()
             rows += measure(cluster, cluster.wait(cluster.file_issues(), 240))

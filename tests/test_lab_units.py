@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import stat
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,7 @@ from lab.image import (
     source_files,
 )
 from lab.inventory import build_inventory, write_inventory, write_known_hosts
+from lab.local_cluster import write_toml
 from lab.network import Proxy, bridge_address
 from lab.spec import SERVICE_ROLES, default_spec, load_spec, parse_spec
 from lab.state import HostRecord, load_all
@@ -374,3 +377,18 @@ def test_cli_reports_unknown_host_and_not_root(monkeypatch: pytest.MonkeyPatch, 
     done = runner.invoke(cli, ["--state-dir", str(tmp_path), "up", "1"])
     assert isinstance(done.exception, PrerequisiteError)
     assert "sudo" in str(done.exception)
+
+
+def test_settings_files_read_back_as_written_and_only_by_their_owner(tmp_path):
+    settings = {
+        "coordinator_url": 'http://127.0.0.1:8080/"quoted"\\path',
+        "specialties": ["backend", "general"],
+        "max_tasks": 2,
+        "secure_cookies": False,
+        "budget": {"max_turns": 3, "max_dollars": 0.5, "limits": [1, 2]},
+        "odd key": "x",
+    }
+    path = tmp_path / "agent.toml"
+    write_toml(path, settings)
+    assert tomllib.loads(path.read_text()) == settings
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

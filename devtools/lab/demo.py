@@ -15,29 +15,24 @@ leaves them running until ``ccc-demo stop``.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import github
 import requests
-from werkzeug.security import generate_password_hash
 
-from coordinator_app import migrate, test_results
-from coordinator_app.db import Database
-from coordinator_app.models import AdminUser
+from coordinator_app import test_results
 from lab import demo_lab
+from lab.admin_api import ADMIN
 from lab.config import LabConfig
 from lab.demo_cluster import (
-    ADMIN,
     APP_ID,
     EXPECTED_ENDS,
     REPO,
@@ -47,11 +42,11 @@ from lab.demo_cluster import (
     seed_tokens,
     summary,
     write_app_key,
-    write_toml,
 )
 from lab.demo_lab import LabCluster, demo_spec
 from lab.exceptions import LabBusyError, LabError
-from lab.services import PostgresServer, RedisServer, ServiceError, free_port
+from lab.local_cluster import LocalCluster
+from lab.services import ServiceError, free_port
 
 # What a demo reports as its failure (anything else is a bug and shows a traceback).
 DEMO_ERRORS = (ServiceError, LabError, requests.RequestException, github.GithubException)
@@ -63,187 +58,70 @@ AGENTS = [
 
 
 @dataclass(kw_only=True)
-class LocalCluster(DemoCluster):
-    """Every process and file of a local demo; ``stop()`` removes them all."""
+class LocalDemo(DemoCluster):
+    """The demo world on a :class:`LocalCluster`: the simulators as `ccc-sim` processes, the
+    coordinator as the simulator's GitHub App, two agents; ``stop()`` removes it all."""
 
     root: Path
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-    services: list = field(default_factory=list)
-
-    # Start ------------------------------------------------------------------------------
+    local: LocalCluster | None = None
 
     def start(self) -> None:
         """Start every part and wait until the agents are idle."""
-        self.echo("starting PostgreSQL and Redis")
-        postgres = PostgresServer().start()
-        self.services.append(postgres)
-        redis_server = RedisServer().start()
-        self.services.append(redis_server)
-        database_url = postgres.create_database("claude")
-        migrate.upgrade(database_url)
-        database = Database(database_url)
-        with database.session() as session:
-            session.add(
-                AdminUser(username=ADMIN, password_hash=generate_password_hash(self.admin_password))
-            )
-        database.dispose()
-
+        self.local = LocalCluster(self.root, self.echo)
+        self.local.start_services()
+        self.admin_password = self.local.admin_password
         self.tokens = seed_tokens()
         self.app_key_file = write_app_key(self.root / "github-app.pem")
         self.echo("starting the GitHub and Claude simulators")
-        github_port, claude_port, coordinator_port = free_port(), free_port(), free_port()
-        self._spawn(
+        github_port, claude_port = free_port(), free_port()
+        self.local.spawn(
             "github-sim",
-            [
-                "ccc-sim",
-                "github",
-                "--port",
-                str(github_port),
-                "--seed",
-                str(SEED),
-                "--data-dir",
-                str(self.root / "github"),
-                "--app-key-file",
-                str(self.app_key_file),
-            ],
-        )
+            ["ccc-sim", "github", "--port", str(github_port), "--seed", str(SEED),
+             "--data-dir", str(self.root / "github"), "--app-key-file", str(self.app_key_file)],
+        )  # fmt: skip
         claude_key = "sk-ant-demo-" + secrets.token_hex(8)
-        self._spawn(
+        self.local.spawn(
             "claude-sim",
-            [
-                "ccc-sim",
-                "claude",
-                "--port",
-                str(claude_port),
-                "--scenarios",
-                str(SCENARIOS),
-                "--api-key",
-                claude_key,
-            ],
-        )
+            ["ccc-sim", "claude", "--port", str(claude_port), "--scenarios", str(SCENARIOS),
+             "--api-key", claude_key],
+        )  # fmt: skip
         self.urls.update(
-            github=f"http://127.0.0.1:{github_port}",
-            claude=f"http://127.0.0.1:{claude_port}",
-            coordinator=f"http://127.0.0.1:{coordinator_port}",
+            github=f"http://127.0.0.1:{github_port}", claude=f"http://127.0.0.1:{claude_port}"
         )
         self.wait_http(f"{self.urls['github']}/api/v3/rate_limit", "GitHub simulator")
         self.wait_http(f"{self.urls['claude']}/_sim/health", "Claude simulator")
-
-        self.echo("starting the coordinator (gunicorn)")
-        webhook_secret = secrets.token_hex(16)
-        config = self.root / "coordinator.toml"
-        write_toml(
-            config,
+        self.local.start_coordinator(
             {
-                "database_url": database_url,
-                "redis_url": redis_server.url(),
-                "secret_key": secrets.token_hex(32),
-                "webhook_secret": webhook_secret,
                 "github_api_url": f"{self.urls['github']}/api/v3",
                 # The cluster is the simulator's GitHub App (seed: simulators/github/seeds).
                 "github_app_id": APP_ID,
                 "github_app_private_key_file": str(self.app_key_file),
                 "heartbeat_seconds": 5,
                 "lease_seconds": 30,
-                # Plain HTTP on loopback: the lab demo and real sites serve HTTPS.
-                "secure_cookies": False,
-            },
+            }
         )
-        self._spawn(
-            "coordinator",
-            [
-                "gunicorn",
-                "--worker-class",
-                "gthread",
-                "--workers",
-                "1",
-                "--threads",
-                "8",
-                "--bind",
-                f"127.0.0.1:{coordinator_port}",
-                "coordinator_app.wsgi:app",
-            ],
-            env={"CCC_CONFIG": str(config)},
-        )
-        self.wait_http(f"{self.urls['coordinator']}/readyz", "coordinator")
-        self._spawn("processor", ["ccc", "process"], env={"CCC_CONFIG": str(config)})
-
-        self.set_app_webhook(webhook_secret)
-
+        self.urls["coordinator"] = self.local.urls["coordinator"]
+        self.set_app_webhook(self.local.webhook_secret)
         for name, specialties in AGENTS:
             self.echo(f"starting {name} ({', '.join(specialties)})")
-            key = self.api(
-                "POST", "/api/v1/agents", {"name": name, "specialties": specialties, "max_tasks": 2}
-            )["key"]
-            agent_config = self.root / f"{name}.toml"
-            write_toml(
-                agent_config,
-                {
-                    "name": name,
-                    "specialties": specialties,
-                    "max_tasks": 2,
-                    "coordinator_url": self.urls["coordinator"],
-                    "agent_key": key,
-                    "redis_url": redis_server.url(),
-                    "workspace_root": str(self.root / name),
-                    "anthropic_base_url": self.urls["claude"],
-                    "anthropic_api_key": claude_key,
-                    "heartbeat_seconds": 5,
-                },
+            self.local.start_agent(
+                name,
+                specialties,
+                anthropic_base_url=self.urls["claude"],
+                anthropic_api_key=claude_key,
+                heartbeat_seconds=5,
             )
-            self._spawn(name, ["claude-agent", "--config", str(agent_config), "run"])
-        self._wait_agents_idle()
-
-    def _wait_agents_idle(self, timeout: float = 60) -> None:
-        """Like site.yml's last check: every agent has reported in and is idle."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check()
-            states = {a["name"]: a["state"] for a in self.api("GET", "/api/v1/agents")["items"]}
-            if len(states) == len(AGENTS) and set(states.values()) == {"idle"}:
-                self.echo("agents idle: " + ", ".join(sorted(states)))
-                return
-            time.sleep(0.3)
-        raise ServiceError(f"agents not idle after {timeout:.0f}s: {states}")
-
-    def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> None:
-        log = (self.root / f"{name}.log").open("ab")
-        binary = Path(sys.executable).parent / argv[0]
-        self.processes[name] = subprocess.Popen(
-            [str(binary), *argv[1:]],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
-        log.close()
+        self.local.wait_agents_idle([name for name, _ in AGENTS])
 
     def check(self) -> None:
         """Raise ServiceError when one of the processes has exited."""
-        for name, process in self.processes.items():
-            if process.poll() is not None:
-                raise ServiceError(
-                    f"{name} exited with {process.returncode}; its log: "
-                    f"{self.root / (name + '.log')}"
-                )
-
-    # Stop -------------------------------------------------------------------------------
+        if self.local is not None:
+            self.local.check()
 
     def stop(self) -> None:
         """Stop the processes, then PostgreSQL and Redis."""
-        for process in reversed(list(self.processes.values())):
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
-        for service in reversed(self.services):
-            service.stop()
+        if self.local is not None:
+            self.local.stop()
 
 
 def _echo(message: str) -> None:
@@ -280,7 +158,7 @@ def _report(cluster: DemoCluster, tasks: list[dict]) -> int:
 def run_local(exit_after: bool, timeout: int) -> int:
     """The demo on local processes; returns the exit code."""
     root = Path(tempfile.mkdtemp(prefix="ccc-demo-"))
-    cluster = LocalCluster(root=root, echo=_echo)
+    cluster = LocalDemo(root=root, echo=_echo)
     code = 0
     try:
         cluster.start()

@@ -8,8 +8,6 @@ and summarised by the same code.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import secrets
 import time
 from collections.abc import Callable
@@ -23,7 +21,8 @@ import yaml
 
 from coordinator_app import test_results
 from coordinator_app.reviews import REJECTED
-from lab.services import ServiceError
+from lab.admin_api import ADMIN, AdminApi
+from lab.services import ServiceError, wait_http
 from simulators.claude.cli import EXAMPLE_SCENARIOS
 from simulators.github.cli import DEMO_SEED
 from simulators.github.seed import generate_private_key
@@ -32,7 +31,6 @@ SEED = DEMO_SEED
 SCENARIOS = EXAMPLE_SCENARIOS / "demo"
 APP_ID = yaml.safe_load(SEED.read_text())["app"]["id"]
 REPO = "octo-org/textstats"
-ADMIN = "admin"
 MAINTAINER = "alice"
 # A run is over: its pull request awaits GitHub's decision, or it failed or was cancelled.
 RUN_ENDS = ("review", "failed", "cancelled")
@@ -78,21 +76,14 @@ class DemoCluster:
     verify: str | bool = True
     # The private key (PEM file) of the simulator's GitHub App, which the coordinator is.
     app_key_file: Path | None = None
-    _admin_token: str | None = None
+    _admin: AdminApi | None = None
 
     def check(self) -> None:
         """Raise ServiceError when a part of the cluster has died (polled while waiting)."""
 
     def wait_http(self, url: str, what: str, timeout: float = 60) -> None:
         """Poll ``url`` until it answers below 500, checking the cluster meanwhile."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check()
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(url, timeout=2, verify=self.verify).status_code < 500:
-                    return
-            time.sleep(0.2)
-        raise ServiceError(f"{what} did not answer at {url}")
+        wait_http(url, what, self.check, self.verify, timeout)
 
     # GitHub -----------------------------------------------------------------------------
 
@@ -139,25 +130,11 @@ class DemoCluster:
 
     def api(self, method: str, path: str, body: dict | None = None) -> dict:
         """Call the coordinator's REST API as the admin user."""
-        if self._admin_token is None:
-            answer = requests.post(
-                f"{self.urls['coordinator']}/api/v1/auth/token",
-                timeout=10,
-                verify=self.verify,
-                json={"username": ADMIN, "password": self.admin_password},
+        if self._admin is None:
+            self._admin = AdminApi(
+                self.urls["coordinator"], ADMIN, self.admin_password, self.verify
             )
-            answer.raise_for_status()
-            self._admin_token = answer.json()["token"]
-        answer = requests.request(
-            method,
-            self.urls["coordinator"] + path,
-            json=body,
-            timeout=10,
-            verify=self.verify,
-            headers={"Authorization": f"Bearer {self._admin_token}"},
-        )
-        answer.raise_for_status()
-        return answer.json()
+        return self._admin.call(method, path, body)
 
     def tasks(self) -> list[dict]:
         """Every task the coordinator knows (the first 100)."""
@@ -282,9 +259,3 @@ def task_seconds(task: dict) -> float:
     return (
         datetime.fromisoformat(end["at"]) - datetime.fromisoformat(history[0]["at"])
     ).total_seconds()
-
-
-def write_toml(path: Path, values: dict) -> None:
-    """Write flat settings as TOML (JSON scalars and string arrays are valid TOML), owner-only."""
-    path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()))
-    path.chmod(0o600)

@@ -1,4 +1,5 @@
-"""Private PostgreSQL and Redis servers on loopback, for tests, demos and benchmarks.
+"""Private PostgreSQL and Redis servers on loopback, for tests, demos and benchmarks, and the
+wait for a local service to answer.
 
 Each server runs from the Debian binaries in a temporary directory on a free port, owned by this
 process: it never touches a system-wide cluster or a service that happens to listen on 5432/6379,
@@ -17,10 +18,12 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import redis
+import requests
 
 POSTGRES_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin")
 # initdb and postgres refuse to run as root; Debian's postgresql package creates this user.
@@ -38,18 +41,38 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def wait_http(
+    url: str,
+    what: str,
+    check: Callable[[], None] = lambda: None,
+    verify: str | bool = True,
+    timeout: float = 60,
+) -> None:
+    """Poll ``url`` until it answers below 500; ``check`` raises when what should answer has
+    died (polled meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        check()
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=2, verify=verify).status_code < 500:
+                return
+        time.sleep(0.2)
+    raise ServiceError(f"{what} did not answer at {url}")
+
+
 def _wait_until(check, timeout: float, what: str, process: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ServiceError(f"{what} exited with code {process.returncode}: {_tail(log)}")
+            raise ServiceError(f"{what} exited with code {process.returncode}: {log_tail(log)}")
         if check():
             return
         time.sleep(0.05)
-    raise ServiceError(f"{what} not ready after {timeout:.0f}s: {_tail(log)}")
+    raise ServiceError(f"{what} not ready after {timeout:.0f}s: {log_tail(log)}")
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def log_tail(path: Path, lines: int = 15) -> str:
+    """The last ``lines`` of a log file, for an error message."""
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:

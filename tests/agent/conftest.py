@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,22 +17,20 @@ from pathlib import Path
 
 import github
 import pytest
-from werkzeug.security import generate_password_hash
 
-from agent_app.cli import build_worker
 from agent_app.config import AgentConfig
 from agent_app.gitcmd import Git
 from agent_app.github_access import Grant, TaskAccess
 from agent_app.publisher import Publisher
 from agent_app.worker import Worker
 from agent_app.workspace import Workspaces
-from coordinator_app.app import create_app
-from coordinator_app.models import AdminUser, Task
+from coordinator_app.models import Task
+from lab.local_cluster import LocalCluster
 from simulators.claude import create_app as create_claude_app
 from simulators.github.config import SimulatorConfig
 from simulators.github.testing import TOKENS, running_simulator, sample_seed
 from simulators.server import BackgroundServer
-from tests.coordinator.conftest import ADMIN_PASSWORD, WEBHOOK_SECRET, as_github_app, make_config
+from tests.coordinator.conftest import as_github_app
 
 
 def _bwrap_usable() -> bool:
@@ -103,93 +99,83 @@ class RecordingApp:
 
 @dataclass
 class Cluster:
-    """Handles a test needs."""
+    """Handles a test needs: the simulators in this process, the coordinator and the agents on
+    a :class:`LocalCluster` (the demo's and the benchmarks' builder)."""
 
+    local: LocalCluster
     github_sim: object
     github_url: str
     claude_sim: object
     claude_url: str
     claude_bodies: list[bytes]
-    ccc: object
-    coordinator_url: str
-    admin_headers: dict
-    client: object
-    tmp: Path
-    workers: list[Worker] = field(default_factory=list)
-    threads: list[threading.Thread] = field(default_factory=list)
     configs: dict[str, AgentConfig] = field(default_factory=dict)
-    processes: list = field(default_factory=list)
+
+    @property
+    def ccc(self):
+        """The coordinator's services (database, queues, processor), in this process."""
+        return self.local.app.extensions["ccc"]
+
+    @property
+    def client(self):
+        """A Flask test client of the coordinator."""
+        return self.local.app.test_client()
+
+    @property
+    def coordinator_url(self) -> str:
+        return self.local.urls["coordinator"]
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return self.local.admin.headers()
+
+    @property
+    def tmp(self) -> Path:
+        return self.local.root
+
+    @property
+    def workers(self) -> list[Worker]:
+        return list(self.local.workers.values())
 
     def gh(self, login: str = "bob") -> github.Github:
         return github.Github(
             base_url=f"{self.github_url}/api/v3", auth=github.Auth.Token(TOKENS[login])
         )
 
-    def agent_config(self, name: str, specialties=("backend", "general"), **overrides) -> Path:
-        """Register an agent with the coordinator and write its agent.toml (0600)."""
-        answer = self.client.post(
-            "/api/v1/agents",
-            json={"name": name, "specialties": list(specialties), "max_tasks": 2},
-            headers=self.admin_headers,
-        )
-        assert answer.status_code == 201, answer.json
-        values = {
-            "name": name,
-            "specialties": list(specialties),
-            "max_tasks": 2,
-            "coordinator_url": self.coordinator_url,
-            "agent_key": answer.json["key"],
-            "redis_url": self.ccc.config.redis_url,
-            "workspace_root": str(self.tmp / name),
+    def agent_settings(self, **overrides) -> dict:
+        """agent.toml settings of a test agent: the Claude simulator, quick intervals."""
+        return {
             "anthropic_base_url": self.claude_url,
             "anthropic_api_key": CLAUDE_KEY,
             "heartbeat_seconds": 1,
             "claim_block_seconds": 1,
             "stop_timeout_seconds": 5,
+            **overrides,
         }
-        values.update(overrides)
-        config_file = self.tmp / f"{name}.toml"
-        config_file.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items()))
-        config_file.chmod(0o600)
-        self.configs[name] = AgentConfig.load(config_file, environ={})
-        return config_file
+
+    def agent_config(self, name: str, specialties=("backend", "general"), **overrides) -> Path:
+        """Register an agent with the coordinator and write its agent.toml (0600)."""
+        path = self.local.agent_config(name, list(specialties), **self.agent_settings(**overrides))
+        self.configs[name] = AgentConfig.load(path, environ={})
+        return path
 
     def agent(self, name: str = "agent-1", specialties=("backend", "general"), **overrides):
         """An agent built as `claude-agent run` builds it, running in a thread."""
-        config_file = self.agent_config(name, specialties, **overrides)
-        worker = build_worker(self.configs[name], str(config_file))
-        self.workers.append(worker)
-        thread = threading.Thread(target=worker.run, name=f"agent-{name}", daemon=True)
-        thread.start()
-        self.threads.append(thread)
+        worker = self.local.start_agent(
+            name, list(specialties), in_process=True, **self.agent_settings(**overrides)
+        )
+        self.configs[name] = worker.config
         return worker
 
     def agent_process(self, name: str = "agent-1", **overrides) -> subprocess.Popen:
         """The real `claude-agent run` in its own process (for signals from outside)."""
-        config_file = self.agent_config(name, **overrides)
-        log = (self.tmp / f"{name}.log").open("w")
-        process = subprocess.Popen(
-            [f"{VENV_BIN}/claude-agent", "--config", str(config_file), "run"],
-            stdout=log, stderr=subprocess.STDOUT, env={"PATH": os.environ["PATH"]},
-        )  # fmt: skip
-        self.processes.append((process, log))
+        process = self.local.start_agent(
+            name,
+            ["backend", "general"],
+            env={"PATH": os.environ["PATH"]},
+            **self.agent_settings(**overrides),
+        )
+        self.configs[name] = AgentConfig.load(self.tmp / f"{name}.toml", environ={})
         return process
-
-    def stop_agents(self) -> None:
-        for worker in self.workers:
-            worker.stopping.set()
-        for thread in self.threads:
-            thread.join(30)
-
-    def close_agents(self) -> None:
-        for process, log in self.processes:
-            if process.poll() is None:
-                process.kill()
-            process.wait(10)
-            log.close()
-        for worker in self.workers:
-            worker.coordinator.close()
-            worker.queues.redis.close()
 
     def label_issue(self, title: str, body: str = "", labels=("claude",)) -> int:
         issue = self.gh().get_repo(REPO).create_issue(title, body=body)
@@ -247,36 +233,26 @@ def running_cluster(
     with contextlib.ExitStack() as stack:
         gh_config = SimulatorConfig(seed=sample_seed(), data_dir=tmp / "github", **(github or {}))
         gh_sim, gh_url = stack.enter_context(running_simulator(gh_config))
+        stack.callback(gh_sim.wait_idle, 10)
         claude_app = create_claude_app(scenarios, api_keys={CLAUDE_KEY})
         recorder = RecordingApp(claude_app)
-        config = make_config(
-            database_url,
-            redis_url,
-            **as_github_app(gh_sim, gh_url, tmp),
-            heartbeat_seconds=1,
-            lease_seconds=5,
-            **coordinator_overrides,
-        )
-        app = create_app(config)
-        ccc = app.extensions["ccc"]
-        stack.callback(ccc.redis.close)
-        stack.callback(ccc.database.dispose)
-        stack.callback(ccc.gateway.close)
-        ccc.queues.ensure()
-        with ccc.database.session() as session:
-            session.add(
-                AdminUser(username="alice", password_hash=generate_password_hash(ADMIN_PASSWORD))
-            )
-        client = app.test_client()
-        login = {"username": "alice", "password": ADMIN_PASSWORD}
-        token = client.post("/api/v1/auth/token", json=login).json["token"]
         claude = stack.enter_context(BackgroundServer(recorder))
-        coordinator = stack.enter_context(BackgroundServer(app))
-        stack.callback(gh_sim.wait_idle, 10)
+        local = stack.enter_context(LocalCluster(tmp))
+        local.start_services(database_url, redis_url)
+        local.start_coordinator(
+            {
+                **as_github_app(gh_sim, gh_url, tmp),
+                "heartbeat_seconds": 1,
+                "lease_seconds": 5,
+                **coordinator_overrides,
+            },
+            in_process=True,
+            processor_interval=0.2,
+        )
         gh_sim.create_hook(
             REPO,
-            f"{coordinator.url}/webhooks/github",
-            secret=WEBHOOK_SECRET,
+            f"{local.urls['coordinator']}/webhooks/github",
+            secret=local.webhook_secret,
             events=[
                 "issues",
                 "issue_comment",
@@ -285,23 +261,9 @@ def running_cluster(
                 "pull_request_review_comment",
             ],
         )
-        ccc.processor.start(interval=0.2)
-        stack.callback(ccc.processor.stop)
-        cluster = Cluster(
-            gh_sim,
-            gh_url,
-            claude_app.extensions["claude_sim"],
-            claude.url,
-            recorder.bodies,
-            ccc,
-            coordinator.url,
-            {"Authorization": f"Bearer {token}"},
-            client,
-            tmp,
+        yield Cluster(
+            local, gh_sim, gh_url, claude_app.extensions["claude_sim"], claude.url, recorder.bodies
         )
-        stack.callback(cluster.close_agents)
-        stack.callback(cluster.stop_agents)
-        yield cluster
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.admin_api import ADMIN
 from simulators.github.testing import TOKENS
 from tests.agent.conftest import CLAUDE_KEY, REPO
 from tests.coordinator.test_admin_pages import admin_session
@@ -288,7 +289,7 @@ def test_a_test_runner_that_cannot_start_is_an_environment_error(
         assert "could not run" in pr.body and reason in pr.body, pr.body
         comments = cluster.gh().get_repo(REPO).get_issue(number).get_comments()
         assert any("could not run" in c.body and reason in c.body for c in comments)
-        session = admin_session(cluster.coordinator_url)
+        session = admin_session(cluster.coordinator_url, ADMIN, cluster.local.admin_password)
         page = session.get(f"{cluster.coordinator_url}/admin/tasks/{task['id']}", timeout=5)
         assert 'class="tests-not_run"' in page.text and reason in page.text
         session.close()

@@ -9,6 +9,7 @@ import pytest
 
 from agent_app import sandbox
 from agent_app.sandbox import CommandRunner, DiskGuard, Policy, SandboxUnavailable
+from lab.admin_api import ADMIN
 from tests.agent.conftest import needs_bwrap
 from tests.coordinator.test_admin_pages import admin_session
 
@@ -126,7 +127,7 @@ def test_an_agent_whose_sandbox_fails_reports_the_error_and_claims_nothing(
         task = cluster.task(number)
         assert task["state"] == "queued" and task["agent"] is None, task
         assert worker.status_line().startswith("error: taking no work: bubblewrap")
-        session = admin_session(cluster.coordinator_url)
+        session = admin_session(cluster.coordinator_url, ADMIN, cluster.local.admin_password)
         page = session.get(f"{cluster.coordinator_url}/admin/agents", timeout=5).text
         session.close()
         assert "bubblewrap (bwrap) is not installed" in page

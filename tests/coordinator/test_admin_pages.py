@@ -103,12 +103,14 @@ def login_form(session: requests.Session, url: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
-def admin_session(url: str) -> requests.Session:
-    """A session logged in to the admin pages as alice, through the form."""
+def admin_session(
+    url: str, username: str = "alice", password: str = ADMIN_PASSWORD
+) -> requests.Session:
+    """A session logged in to the admin pages (as alice unless told), through the form."""
     session = requests.Session()
     login = {
-        "username": "alice",
-        "password": ADMIN_PASSWORD,
+        "username": username,
+        "password": password,
         "csrf_token": login_form(session, url),
     }
     answer = session.post(f"{url}/admin/login", data=login, allow_redirects=False, timeout=5)

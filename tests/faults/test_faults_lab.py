@@ -16,7 +16,8 @@ import time
 import pytest
 import requests
 
-from lab.demo_cluster import ADMIN, REPO
+from lab.admin_api import ADMIN
+from lab.demo_cluster import REPO
 from lab.demo_lab import LabCluster, Timing, demo_spec
 from lab.testing import isolated_config, lab_cluster, skip_reason
 from tests.lab_checks import (
