@@ -1,10 +1,12 @@
 """The coordinator running playbooks/autoscale.yml through ansible-runner, and the record of it.
 
 Off until an admin enables it (admin pages or `ccc scale enable`). While enabled, the
-processor starts a run every ``[autoscale] interval_seconds``; an admin can also start one at
-once. One run at a time in the whole cluster: a run holds a PostgreSQL advisory lock on its own
-connection for as long as it lasts, so gunicorn workers and replicas never run the playbook
-side by side, and a run left "running" by a process that died is marked lost by the next one.
+processor starts a run every ``[autoscale] interval_seconds``. An admin's "Run now" records a
+requested run and wakes the processor, which starts it on its next pass: web workers run no
+playbook. One run at a time in the whole cluster: a run holds a PostgreSQL advisory lock on its
+own connection for as long as it lasts, so processors on other hosts and `ccc scale run` never
+run the playbook side by side, and a run left "running" by a process that died is marked lost
+by the next one.
 
 Every Ansible event with output is stored as it happens (ScalingEvent), with the plan the
 playbook read from GET /api/v1/scaling and the recap, so the admin pages show what each run
@@ -29,7 +31,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from coordinator_app import audit
+from coordinator_app import audit, schedules
 from coordinator_app.config import Autoscale
 from coordinator_app.db import Database
 from coordinator_app.exceptions import Conflict
@@ -42,6 +44,7 @@ LOCK_KEY = 0x43434353  # "CCCS": the advisory lock one scaling run holds
 MAX_STDOUT = 8000  # characters of one event's output kept
 # ansible-runner's outcomes, plus "error" (the run could not start) and "lost".
 FINISHED = ("successful", "failed", "timeout", "canceled", "error", "lost")
+REQUESTED = "requested"  # an admin asked for a run; the processor starts it
 
 
 class AutoscaleUnavailable(Conflict):
@@ -85,6 +88,23 @@ def unavailable_reason(settings: Autoscale) -> str | None:
     except ImportError:
         return "ansible-runner is not installed here (install the `scaling` extra)"
     return None
+
+
+def request_run(session: Session, settings: Autoscale, actor: str) -> int:
+    """An admin's "Run now": record a run for the processor to start on its next pass; its id.
+    One request waits at a time (a run in progress delays it, it does not refuse it). The
+    caller commits, then wakes the processor."""
+    reason = unavailable_reason(settings)
+    if reason:
+        raise AutoscaleUnavailable(reason)
+    waiting = session.scalar(select(ScalingRun.id).where(ScalingRun.status == REQUESTED))
+    if waiting is not None:
+        raise AutoscaleBusy(f"scaling run {waiting} is already requested")
+    run = ScalingRun(trigger="admin", requested_by=actor, status=REQUESTED)
+    session.add(run)
+    session.flush()
+    schedules.make_due(session, schedules.AUTOSCALE)
+    return run.id
 
 
 class EventRecorder:
@@ -157,25 +177,27 @@ class Autoscaler:
         self._execute(lock, run_id, echo)
         return run_id
 
-    def start(self, trigger: str, actor: str) -> int:
-        """Start a run in a background thread; its id at once (raises when busy)."""
-        lock, run_id = self._begin(trigger, actor)
-        self._spawn(lock, run_id)
-        return run_id
-
     def start_if_due(self, now: datetime | None = None) -> int | None:
-        """The processor's step: start a scheduled run when enabled and due; its id or None."""
+        """The processor's step: start the run an admin requested, or a scheduled run when
+        enabled and due; its id or None."""
         if self._thread and self._thread.is_alive():
             return None
+        reason = self.unavailable_reason()
         with self.database.session() as session:
-            if not is_enabled(session) or not self._due(session, now or utcnow()):
+            if reason:  # shown in the admin pages; a request gets it as its outcome
+                _refuse_requests(session, reason)
                 return None
-        if self.unavailable_reason():
-            return None  # shown in the admin pages; nothing to record on every pass
+            requested = session.scalar(
+                select(func.min(ScalingRun.id)).where(ScalingRun.status == REQUESTED)
+            )
+            if requested is None and (
+                not is_enabled(session) or not self._due(session, now or utcnow())
+            ):
+                return None
         try:
-            lock, run_id = self._begin("schedule", "system", now=now)
+            lock, run_id = self._begin("schedule", "system", now=now, requested=requested)
         except AutoscaleBusy:
-            return None  # another process runs it
+            return None  # another process runs one; the request waits for the next look
         if run_id is None:  # another process ran it between our look and the lock
             _release(lock)
             return None
@@ -193,9 +215,10 @@ class Autoscaler:
         return last is None or now - last >= timedelta(seconds=self.settings.interval_seconds)
 
     def _begin(
-        self, trigger: str, actor: str, now: datetime | None = None
+        self, trigger: str, actor: str, now: datetime | None = None, requested: int | None = None
     ) -> tuple[Connection, Any]:
-        """Take the lock, close runs a dead process left, record the new run."""
+        """Take the lock, close runs a dead process left, record the new run (or start the
+        ``requested`` one)."""
         reason = self.unavailable_reason()
         if reason:
             raise AutoscaleUnavailable(reason)
@@ -214,6 +237,12 @@ class Autoscaler:
                         error="the coordinator process running it stopped",
                     )
                 )
+                if requested is not None:
+                    run = session.get(ScalingRun, requested, with_for_update=True)
+                    if run is None or run.status != REQUESTED:
+                        return lock, None
+                    run.status, run.started_at = "running", utcnow()
+                    return lock, run.id
                 if trigger == "schedule" and not self._due(session, now or utcnow()):
                     return lock, None
                 run = ScalingRun(trigger=trigger, requested_by=actor, status="running")
@@ -306,6 +335,15 @@ class Autoscaler:
             newest = select(ScalingRun.id).order_by(ScalingRun.id.desc())
             old = newest.offset(self.settings.keep_runs).scalar_subquery()
             session.execute(delete(ScalingRun).where(ScalingRun.id.in_(old)))
+
+
+def _refuse_requests(session: Session, reason: str) -> None:
+    """Close requested runs this coordinator cannot start, with the reason."""
+    session.execute(
+        update(ScalingRun)
+        .where(ScalingRun.status == REQUESTED)
+        .values(status="error", error=reason, finished_at=utcnow())
+    )
 
 
 def _release(lock: Connection) -> None:

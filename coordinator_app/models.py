@@ -327,7 +327,8 @@ class ScalingRun(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     trigger: Mapped[str] = mapped_column(String(20))  # "schedule", "admin" or "cli"
     requested_by: Mapped[str] = mapped_column(String(120))
-    # running, then successful, failed, timeout, canceled, error or lost (the process died).
+    # requested (an admin asked; the processor starts it), running, then successful, failed,
+    # timeout, canceled, error or lost (the process died).
     status: Mapped[str] = mapped_column(String(20), default="running", index=True)
     rc: Mapped[int | None] = mapped_column(Integer)
     # The plan the playbook read from GET /api/v1/scaling.

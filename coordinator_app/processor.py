@@ -388,7 +388,8 @@ class Processor:
         return checked + reminded
 
     def autoscale_if_due(self) -> int:
-        """Start a scheduled scaling run (in its own thread) when enabled and due."""
+        """Start a requested scaling run, or a scheduled one when enabled and due (in its own
+        thread)."""
         if self.autoscaler is None or not self._due(schedules.AUTOSCALE, AUTOSCALE_LOOK_SECONDS):
             return 0
         return int(self.autoscaler.start_if_due(self.clock()) is not None)

@@ -306,16 +306,19 @@ def scaling_toggle(action: str):
 @bp.post("/scaling/run")
 @login_required
 def scaling_run_now():
+    """Ask the processor for a run (this worker runs no playbook) and show it."""
     actor = f"admin:{current_user.username}"
+    session = get_session()
+    ccc = services()
     try:
-        run_id = services().autoscaler.start("admin", actor)
+        run_id = autoscaler.request_run(session, ccc.config.autoscale, actor)
     except CoordinatorError as exc:
         flash(f"Cannot start a scaling run: {exc}")
         return redirect(url_for("admin.scaling_page"))
-    session = get_session()
     audit.record(session, actor, "autoscale.run", str(run_id))
     session.commit()
-    flash(f"Scaling run {run_id} started.")
+    ccc.processor.notify()
+    flash(f"Scaling run {run_id} requested: the processor starts it.")
     return redirect(url_for("admin.scaling_run", run_id=run_id))
 
 

@@ -186,7 +186,7 @@ def test_one_run_at_a_time_and_lost_runs_are_closed(ccc, cluster, database_url):
     with engine.connect() as other:  # another coordinator process, mid-run
         assert other.execute(select(func.pg_try_advisory_lock(LOCK_KEY))).scalar()
         with pytest.raises(AutoscaleBusy, match="another scaling run is in progress"):
-            ccc.autoscaler.start("admin", "admin:alice")
+            ccc.autoscaler.run("cli", "cli:test")
         with ccc.database.session() as session:
             autoscaler.set_enabled(session, True, "admin:alice")
         assert ccc.autoscaler.start_if_due() is None
@@ -245,6 +245,14 @@ def test_admin_pages_enable_and_run(ccc, cluster, client):
     assert "Autoscaling is <strong>enabled" in page and "every 3600 s" in page
     started = client.post("/admin/scaling/run")
     assert started.status_code == 302 and "/admin/scaling/runs/" in started.location
+    # The web worker only recorded the request; the processor's next pass starts it.
+    assert ccc.autoscaler._thread is None
+    assert 'id="run-status" class="state state-requested"' in client.get(started.location).get_data(
+        as_text=True
+    )
+    again = client.post("/admin/scaling/run", follow_redirects=True).get_data(as_text=True)
+    assert "is already requested" in again
+    assert ccc.processor.autoscale_if_due() == 1  # due at once: the request made it so
     ccc.autoscaler._thread.join(300)
     detail = client.get(started.location).get_data(as_text=True)
     assert "successful" in detail and "admin:alice" in detail
@@ -294,3 +302,16 @@ def test_runs_are_kept_up_to_keep_runs(ccc, cluster):
         assert session.scalars(select(ScalingRun.id)).all() == [second]
         assert set(session.scalars(select(ScalingEvent.run_id))) == {second}
     assert first < second
+
+
+def test_a_request_this_processor_cannot_run_ends_with_the_reason(ccc, cluster):
+    with ccc.database.session() as session:
+        run_id = autoscaler.request_run(session, ccc.config.autoscale, "admin:alice")
+    ccc.config.autoscale.project_dir = ""  # e.g. the processor's host lost the project
+    assert ccc.autoscaler.start_if_due() is None
+    with ccc.database.session() as session:
+        run = session.get(ScalingRun, run_id)
+        assert (run.status, run.finished_at is not None) == ("error", True)
+        assert "autoscale.project_dir is not set" in run.error
+        with pytest.raises(AutoscaleUnavailable, match="project_dir is not set"):
+            autoscaler.request_run(session, ccc.config.autoscale, "admin:alice")
