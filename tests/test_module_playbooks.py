@@ -121,6 +121,8 @@ def playbook(name: str, inventory: Path, url: str, *extra: str) -> subprocess.Co
         check=False,
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-8000:]
+    # The admin password reaches the modules through module_defaults; no_log keeps it out.
+    assert PASSWORD not in done.stdout + done.stderr
     return done
 
 
@@ -134,7 +136,9 @@ def test_remove_agent_hands_a_busy_agents_task_back(coordinator, tmp_path):
     inventory = tmp_path / "hosts.yml"
     write_inventory(inventory, ["agent9"])
 
-    playbook("remove_agent.yml", inventory, url, "-e", "host=agent9")
+    # -vvv: every module's arguments and results are printed.
+    done = playbook("remove_agent.yml", inventory, url, "-e", "host=agent9", "-vvv")
+    assert "admin_password: VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in done.stdout
 
     with ccc.database.session() as session:
         assert session.get(Agent, agent_id) is None
