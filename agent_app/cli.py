@@ -87,7 +87,12 @@ def build_worker(config: AgentConfig, config_path: str | None) -> Worker:
         base_url=config.anthropic_base_url, api_key=config.anthropic_api_key, max_retries=0
     )
     model = MessagesApiModel(
-        client, config.model, config.max_output_tokens, config.price(config.model), RateGate()
+        client,
+        config.model,
+        config.max_output_tokens,
+        config.price(config.model),
+        RateGate(),
+        config.context_policy(),
     )
     executor = LoopExecutor(model, config.secrets)
     hidden = [Path(config_path or DEFAULT_CONFIG_FILE).resolve().parent]

@@ -8,6 +8,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent_app.context import ContextPolicy
 from agent_app.sandbox import MODES
 from cluster_core.errors import ConfigError
 from cluster_core.settings import load_settings
@@ -92,6 +93,14 @@ class AgentConfig:
     anthropic_base_url: str = "https://api.anthropic.com"
     anthropic_api_key: str = ""
     prices: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+    # Long tasks stay within the model's context window (agent_app.context): past the trigger,
+    # old tool output is cleared by the Messages API's context editing ("api", a beta) or by
+    # the agent itself ("client": for gateways or models without it); the newest results are
+    # always kept.
+    context_editing: str = "api"
+    context_window_tokens: int = 200_000
+    context_trigger_tokens: int = 100_000
+    context_keep_tool_results: int = 5
     # No GitHub setting: the coordinator hands each task its GitHub access (API URL, a token
     # for that repository, the identity commits carry) with the claim.
     # Commands run inside bubblewrap ("bwrap"); an agent whose sandbox fails its start-up probe
@@ -152,6 +161,10 @@ class AgentConfig:
         if not self.coordinator_url.startswith(("http://", "https://")):
             raise ConfigError(f"coordinator_url must be an http(s) URL: {self.coordinator_url!r}")
         self._validate_api()
+        try:
+            self.context_policy()
+        except ValueError as exc:
+            raise ConfigError(f"context_*: {exc}") from exc
         for model, price in self.prices.items():
             try:
                 ModelPrice(**price)
@@ -173,6 +186,15 @@ class AgentConfig:
                 f"api_tls_cert_file and api_tls_key_file are required: the API (api_token set) "
                 f"listens on {self.api_host!r}, not a loopback address"
             )
+
+    def context_policy(self) -> ContextPolicy:
+        """How conversations are kept within the context window."""
+        return ContextPolicy(
+            editing=self.context_editing,
+            window=self.context_window_tokens,
+            trigger=self.context_trigger_tokens,
+            keep=self.context_keep_tool_results,
+        )
 
     def price(self, model: str) -> ModelPrice:
         """The price of ``model``; an unknown model is priced like the most expensive one."""

@@ -33,6 +33,15 @@ class LimitExceeded(AgentError):
         self.limit, self.used, self.allowed = limit, used, allowed
 
 
+class ContextExhausted(LimitExceeded):
+    """The conversation no longer fits the model's context window, even with every old tool
+    output cleared; a limit like the others (the work so far is kept)."""
+
+    def __init__(self, detail: str) -> None:
+        AgentError.__init__(self, f"context window limit reached: {detail}")
+        self.limit, self.used, self.allowed = "context", -1, -1
+
+
 class Cancelled(AgentError):
     """The task was cancelled (by the coordinator, an admin, or a cold stop)."""
 

@@ -35,6 +35,8 @@ class Turn:
     usage: TurnUsage = field(default_factory=TurnUsage)
     cost_usd: float = 0.0
     raw_usage: dict[str, Any] = field(default_factory=dict)  # the API's own record, verbatim
+    # Sweeps of old tool output made before this turn (agent_app.context).
+    context_edits: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:
@@ -52,6 +54,12 @@ class Conversation:
     system: list[dict]
     messages: list[dict] = field(default_factory=list)
     summary: str = ""
+    # The prompt as the model last read it (as the API counted it, or estimated after a
+    # sweep) and how many messages it held: the base of the next size estimate.
+    counted_tokens: int = 0
+    counted_messages: int = 0
+    # How many of the oldest tool results are cleared (agent_app.context).
+    cleared_results: int = 0
 
 
 class Model(Protocol):

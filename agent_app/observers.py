@@ -22,15 +22,16 @@ class Transcript:
         self.path, self.redact = path, redact
 
     def on_turn(self, number: int, turn: Turn) -> None:
-        self._write(
-            {
-                "turn": number,
-                "stop_reason": turn.stop_reason,
-                "text": turn.text,
-                "usage": turn.raw_usage,
-                "cost_usd": turn.cost_usd,
-            }
-        )
+        entry = {
+            "turn": number,
+            "stop_reason": turn.stop_reason,
+            "text": turn.text,
+            "usage": turn.raw_usage,
+            "cost_usd": turn.cost_usd,
+        }
+        if turn.context_edits:  # old tool output cleared before this turn (agent_app.context)
+            entry["context_edits"] = turn.context_edits
+        self._write(entry)
 
     def on_observation(self, call: dict[str, Any], observation: Observation) -> None:
         self._write(

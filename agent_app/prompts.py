@@ -14,9 +14,10 @@ CONVENTION_FILES = ("CLAUDE.md", "CONTRIBUTING.md", "README.md")
 MAX_CONVENTION_CHARS = 12_000
 
 RULES = """You are a {specialty} engineer in an automated team that resolves GitHub issues.
-You work in a git checkout of {repository} on the branch {branch}; your working directory is the
-repository root. Use the bash tool to run commands and the str_replace_based_edit_tool to read
-and edit files (paths relative to the repository root).
+You work in a git checkout of {repository}; your working directory is the repository root. Use
+the bash tool to run commands (one shell for the whole task: a cd or an exported variable
+carries over to the next command) and the str_replace_based_edit_tool to read and edit files
+(paths relative to the repository root).
 
 Rules:
 - Make the smallest change that fully resolves the task, in the style of the existing code.
@@ -42,9 +43,11 @@ SPECIALTY_FOCUS = {
 }
 
 
-def system_blocks(repository: str, branch: str, specialty: str) -> list[dict]:
-    """The system prompt (only the team's own rules), with the cache breakpoint."""
-    rules = RULES.format(specialty=specialty, repository=repository, branch=branch)
+def system_blocks(repository: str, specialty: str) -> list[dict]:
+    """The system prompt (only the team's own rules), with the cache breakpoint. It names
+    nothing of one task (no branch, no issue), so every task of the repository and specialty
+    reads it from the prompt cache."""
+    rules = RULES.format(specialty=specialty, repository=repository)
     text = f"{rules}\n\n{SPECIALTY_FOCUS.get(specialty, '')}"
     return [{"type": "text", "text": text, "cache_control": {"type": "ephemeral"}}]
 
@@ -63,9 +66,9 @@ def conventions(repo: Path) -> str | None:
     )
 
 
-def task_message(task: dict, repo: Path) -> list[dict]:
-    """The first user message: the conventions (cached per repository), then the issue or the
-    review feedback to work on, its hidden parts removed."""
+def task_message(task: dict, repo: Path, branch: str) -> list[dict]:
+    """The first user message: the conventions (cached per repository), then the branch and
+    the issue or the review feedback to work on, its hidden parts removed."""
     title, body = untrusted.clean(task["title"]), untrusted.clean(task.get("body") or "")
     if title.removed or body.removed:
         logger.warning(
@@ -90,7 +93,7 @@ def task_message(task: dict, repo: Path) -> list[dict]:
         blocks.append(
             {"type": "text", "text": repository_files, "cache_control": {"type": "ephemeral"}}
         )
-    blocks.append({"type": "text", "text": text})
+    blocks.append({"type": "text", "text": f"You are on the branch {branch}.\n\n{text}"})
     return blocks
 
 

@@ -20,8 +20,10 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 from agent_app import egress
 from agent_app.exceptions import AgentError
@@ -155,9 +157,9 @@ class CommandRunner:
         cancel: threading.Event | None = None,
         writable: list[Path] = (),
     ) -> CommandResult:
-        """Run ``command`` and return its merged output, truncated and redacted. A command
-        that outlives ``timeout``, is cancelled or fills the task's folders past the disk
-        guard is killed with everything it started."""
+        """Run ``command`` in a shell of its own and return its merged output, truncated and
+        redacted. A command that outlives ``timeout``, is cancelled or fills the task's folders
+        past the disk guard is killed with everything it started."""
         writable = [*writable, cwd]
         guard = DiskGuard(writable, self.policy.disk_bytes)
         if guard.exceeded():
@@ -172,37 +174,77 @@ class CommandRunner:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: we kill all it started
             )
-            timed_out = cancelled = disk_full = False
-            deadline = time.monotonic() + timeout
-            while process.poll() is None:
-                if cancel is not None and cancel.is_set():
-                    cancelled = True
-                elif time.monotonic() > deadline:
-                    timed_out = True
-                elif guard.due() and guard.exceeded():
-                    disk_full = True
-                if timed_out or cancelled or disk_full:
-                    _kill_group(process)
-                    break
-                # Returns as soon as the command ends; wakes every 50 ms to check the rest.
+
+            def ended(wait: float) -> bool:
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(0.05)
-            out.seek(0)
-            text = out.read().decode(errors="replace")
-        note = ""
-        if timed_out:
-            note = f"\n[command timed out after {timeout:.0f}s and was killed]"
-        elif cancelled:
-            note = "\n[command cancelled]"
-        elif disk_full:
-            note = f"\n{guard.message}"
+                    process.wait(wait)
+                return process.returncode is not None
+
+            stopped = supervise(process, ended, timeout, cancel, guard)
+            output = self.excerpt(out, 0)
+        return self.result(None if stopped else process.returncode, output, stopped, timeout, guard)
+
+    def excerpt(self, handle: BinaryIO, start: int) -> str:
+        """What was written to ``handle`` from ``start`` on: redacted, its head and tail kept
+        within ``output_chars`` (a command that printed gigabytes is not read whole)."""
+        end = handle.seek(0, os.SEEK_END)
+        limit = self.output_chars
+        if end - start <= 4 * limit:
+            handle.seek(start)
+            return truncate(self.redact(handle.read().decode(errors="replace")), limit)
+        # Each side is read twice as long as it is kept, and redacted before it is cut: a
+        # secret that straddles the cut is still whole where it is redacted.
+        half = limit // 2
+        handle.seek(start)
+        head = self.redact(handle.read(limit).decode(errors="replace"))[:half]
+        handle.seek(end - limit)
+        tail = self.redact(handle.read(limit).decode(errors="replace"))[-half:]
+        omitted = end - start - 2 * half
+        return f"{head}\n[... about {omitted} characters omitted ...]\n{tail}"
+
+    @staticmethod
+    def result(
+        exit_code: int | None, output: str, stopped: str | None, timeout: float, guard: DiskGuard
+    ) -> CommandResult:
+        """The CommandResult of a command that ended with ``exit_code`` or was ``stopped``
+        ("timed_out", "cancelled", "disk_full"; see supervise)."""
+        notes = {
+            "timed_out": f"\n[command timed out after {timeout:.0f}s and was killed]",
+            "cancelled": "\n[command cancelled]",
+            "disk_full": f"\n{guard.message}",
+        }
         return CommandResult(
-            None if timed_out or cancelled or disk_full else process.returncode,
-            truncate(self.redact(text), self.output_chars) + note,
-            timed_out,
-            cancelled,
-            disk_full,
+            exit_code,
+            output + notes.get(stopped or "", ""),
+            timed_out=stopped == "timed_out",
+            cancelled=stopped == "cancelled",
+            disk_full=stopped == "disk_full",
         )
+
+
+def supervise(
+    process: subprocess.Popen,
+    ended: Callable[[float], bool],
+    timeout: float,
+    cancel: threading.Event | None,
+    guard: DiskGuard,
+) -> str | None:
+    """Wait until ``ended(wait)`` (which blocks at most ``wait`` seconds) says the command is
+    over. Returns None, or why it was stopped: "timed_out", "cancelled" or "disk_full", after
+    killing ``process``'s group (everything the command started)."""
+    deadline = time.monotonic() + timeout
+    while not ended(0.05):  # wakes every 50 ms to check the rest
+        if cancel is not None and cancel.is_set():
+            stopped = "cancelled"
+        elif time.monotonic() > deadline:
+            stopped = "timed_out"
+        elif guard.due() and guard.exceeded():
+            stopped = "disk_full"
+        else:
+            continue
+        kill_group(process)
+        return stopped
+    return None
 
 
 class DiskGuard:
@@ -241,7 +283,8 @@ def disk_use(paths: list[Path]) -> int:
     return sum(int(line.split()[0]) for line in found.stdout.splitlines() if line.strip())
 
 
-def _kill_group(process: subprocess.Popen) -> None:
+def kill_group(process: subprocess.Popen) -> None:
+    """Stop ``process`` and its process group: SIGTERM, then SIGKILL after a grace period."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(process.pid, sig)

@@ -8,6 +8,7 @@ claimed again): then it stops at once and pushes and reports nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -165,57 +166,63 @@ class TaskRunner:
         task = running.data
         runner = self.command_runner(task, workspace)
         tools = ToolSet(workspace.repo, runner, self.config.limits.command_timeout, running.cancel)
-        conversation = Conversation(
-            system=prompts.system_blocks(
-                task["repository"], branch, task.get("specialty") or "general"
-            ),
-            messages=[{"role": "user", "content": prompts.task_message(task, workspace.repo)}],
-        )
-        budget = self.budget(task)
-        command = repo_tests.detect(workspace.repo)
-        test_run = None
-        for round_number in range(TEST_FIX_ROUNDS + 1):
-            running.phase = "working with Claude"
-            self._guard(running)
-            self.executor.run(
-                conversation,
-                tools,
-                budget,
-                usage,
-                running.started,
-                workspace.transcript,
-                running.cancel,
-                report.progress,
+        # The model's shell lives for the task; closing ends it and whatever it left running.
+        with contextlib.closing(tools):
+            conversation = Conversation(
+                system=prompts.system_blocks(
+                    task["repository"], task.get("specialty") or "general"
+                ),
+                messages=[
+                    {"role": "user", "content": prompts.task_message(task, workspace.repo, branch)}
+                ],
             )
-            if command is None:
-                return None, conversation.summary
-            running.phase = "running tests"
-            report.state("testing")
-            test_run = repo_tests.run(
-                runner, workspace.repo, command, self.config.limits.test_timeout, running.cancel
-            )
-            report.progress(
-                {
-                    "kind": "tests",
-                    "data": {k: v for k, v in test_run.as_dict().items() if k != "output"},
-                }
-            )
-            if test_run.environment_error:
-                # Nothing ran: the model cannot fix a missing runner, and must not try.
-                logger.warning(
-                    "Task %s: the tests could not run: %s", task["id"], test_run.environment_error
+            budget = self.budget(task)
+            command = repo_tests.detect(workspace.repo)
+            test_run = None
+            for round_number in range(TEST_FIX_ROUNDS + 1):
+                running.phase = "working with Claude"
+                self._guard(running)
+                self.executor.run(
+                    conversation,
+                    tools,
+                    budget,
+                    usage,
+                    running.started,
+                    workspace.transcript,
+                    running.cancel,
+                    report.progress,
                 )
-                return test_run, conversation.summary
-            if test_run.ok or round_number == TEST_FIX_ROUNDS:
-                return test_run, conversation.summary
-            report.state("in_progress", reason="tests failed; fixing")
-            conversation.messages.append(
-                {
-                    "role": "user",
-                    "content": prompts.tests_failed_message(command, test_run.output[-6000:]),
-                }
-            )
-        return test_run, conversation.summary
+                if command is None:
+                    return None, conversation.summary
+                running.phase = "running tests"
+                report.state("testing")
+                test_run = repo_tests.run(
+                    runner, workspace.repo, command, self.config.limits.test_timeout, running.cancel
+                )
+                report.progress(
+                    {
+                        "kind": "tests",
+                        "data": {k: v for k, v in test_run.as_dict().items() if k != "output"},
+                    }
+                )
+                if test_run.environment_error:
+                    # Nothing ran: the model cannot fix a missing runner, and must not try.
+                    logger.warning(
+                        "Task %s: the tests could not run: %s",
+                        task["id"],
+                        test_run.environment_error,
+                    )
+                    return test_run, conversation.summary
+                if test_run.ok or round_number == TEST_FIX_ROUNDS:
+                    return test_run, conversation.summary
+                report.state("in_progress", reason="tests failed; fixing")
+                conversation.messages.append(
+                    {
+                        "role": "user",
+                        "content": prompts.tests_failed_message(command, test_run.output[-6000:]),
+                    }
+                )
+            return test_run, conversation.summary
 
     def _finish(
         self,

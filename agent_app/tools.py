@@ -1,4 +1,5 @@
-"""Claude's client tools, executed for one task: bash and the text editor.
+"""Claude's client tools, executed for one task: bash (one persistent shell, as the model
+knows it: agent_app.shell) and the text editor.
 
 Both are confined to the task's checkout. A tool problem is an ``is_error`` result for the
 model to read, never an exception that ends the task.
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_app.sandbox import CommandRunner, truncate
+from agent_app.shell import ShellSession
 
 BASH_TOOL = {"type": "bash_20250124", "name": "bash"}
 EDITOR_TOOL = {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}
@@ -43,8 +45,13 @@ class ToolSet:
     ) -> None:
         self.repo = repo.resolve()
         self.runner = runner
+        self.shell = ShellSession(runner, self.repo)
         self.command_timeout = command_timeout
         self.cancel = cancel
+
+    def close(self) -> None:
+        """End the task's shell and everything it still runs."""
+        self.shell.close()
 
     def execute(self, name: str, tool_input: dict[str, Any]) -> ToolResult:
         try:
@@ -60,11 +67,12 @@ class ToolSet:
 
     def bash(self, tool_input: dict[str, Any]) -> ToolResult:
         if tool_input.get("restart"):
-            return ToolResult("The shell was restarted (each command starts fresh anyway).")
+            self.shell.restart()
+            return ToolResult(f"The shell was restarted: a new session in {self.repo}.")
         command = tool_input.get("command")
         if not isinstance(command, str) or not command.strip():
-            raise ToolFailure("bash needs a non-empty 'command'")
-        result = self.runner.run(command, self.repo, self.command_timeout, self.cancel)
+            raise ToolFailure("bash needs a non-empty 'command' (or 'restart': true)")
+        result = self.shell.run(command, self.command_timeout, self.cancel)
         text = result.output or "(no output)"
         if result.exit_code not in (0, None):
             text += f"\n[exit status {result.exit_code}]"

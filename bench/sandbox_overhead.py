@@ -1,6 +1,7 @@
 """Per-command cost of the agent's sandbox: the same trivial command run plain (`bash -c`), in
 the agent's bubblewrap view (own network namespace), with its resource limits, and with the
-relay to the egress proxy and the disk guard too, interleaved in one run.
+relay to the egress proxy and the disk guard too, and in the model's persistent shell (the same
+sandbox, started once per task: agent_app.shell), interleaved in one run.
 
     .venv/bin/python -m bench.sandbox_overhead [--runs 200]
 
@@ -18,15 +19,18 @@ import subprocess
 import tempfile
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from agent_app.config import Limits
 from agent_app.sandbox import CommandRunner, Policy
+from agent_app.shell import ShellSession
 from agent_app.task_runner import command_rlimits
 from bench.report import machine, ms, percentile, table, verdict
 
 TARGET_SECONDS = 0.050  # the sandbox may add at most this much to a command
 TASKS = "bwrap view + rlimits + egress relay + disk guard (what tasks use)"
+SHELL = "the same, in the model's persistent shell (one per task)"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed: `make setup` installs it")
     root = Path(tempfile.mkdtemp(prefix="ccc-bench-sandbox-"))
+    shell = None
     try:
         config_dir, tasks = root / "etc", root / "var" / "tasks"
         repo, git_dir = tasks / "task-1" / "repo", tasks / "task-1" / "git"
@@ -60,28 +65,33 @@ def main(argv: list[str] | None = None) -> int:
         proxy.listen()
         view = Policy(hidden=tuple(hidden), readable=(git_dir,))
         limited = replace(view, rlimits=command_rlimits(Limits()))
-        variants = {
+        tasks_policy = replace(
+            limited,
+            egress_socket=str(root / "egress.sock"),
+            disk_bytes=Limits().workspace_mb * 2**20,  # du of the checkout first
+        )
+        runners = {
             "plain bash -c (baseline)": CommandRunner(Policy(mode="none"), []),
             "bwrap view, no network": CommandRunner(view, []),
             "bwrap view + rlimits": CommandRunner(limited, []),
-            TASKS: CommandRunner(
-                replace(
-                    limited,
-                    egress_socket=str(root / "egress.sock"),
-                    disk_bytes=Limits().workspace_mb * 2**20,  # du of the checkout first
-                ),
-                [],
-            ),
+            TASKS: CommandRunner(tasks_policy, []),
         }
+        variants = {
+            name: partial(runner.run, cwd=repo, timeout=30) for name, runner in runners.items()
+        }
+        shell = ShellSession(CommandRunner(tasks_policy, []), repo)
+        variants[SHELL] = partial(shell.run, timeout=30, cancel=None)
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.runs):  # interleaved: the machine's noise hits every variant alike
-            for name, runner in variants.items():
+            for name, run in variants.items():
                 started = time.perf_counter()
-                result = runner.run(args.command, repo, timeout=30)
+                result = run(args.command)
                 times[name].append(time.perf_counter() - started)
                 if result.exit_code != 0:
                     raise SystemExit(f"{name}: {args.command!r} failed: {result.output}")
     finally:
+        if shell is not None:
+            shell.close()
         shutil.rmtree(root, ignore_errors=True)
     baseline = percentile(times["plain bash -c (baseline)"], 50)
     rows = [

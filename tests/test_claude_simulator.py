@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -903,3 +904,107 @@ def test_cli_command_is_named_claude_and_rejects_bad_scenarios(tmp_path):
     assert claude.name == "claude"
     assert result.exit_code != 0
     assert "turns: must be a list" in result.output
+
+
+# --- the context window and context editing ----------------------------------------------------
+
+CONTEXT_BETA = "context-management-2025-06-27"
+
+
+def _tool_history(uses: int, result_chars: int) -> list[dict[str, Any]]:
+    """A conversation of ``uses`` bash calls, each answered with ``result_chars`` of output."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "Say hello"}]
+    for number in range(uses):
+        call = f"toolu_{number:04d}"
+        messages.append(
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "tool_use", "id": call, "name": "bash", "input": {"command": "ls"}}
+                ],
+            }
+        )
+        messages.append(
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": call, "content": "x" * result_chars}
+                ],
+            }
+        )
+    return messages
+
+
+def test_a_prompt_larger_than_the_window_is_refused_as_the_api_does(serving):
+    with serving([SCRIPTED], context_window_tokens=5_000) as (url, _):
+        client = make_client(url)
+        ask = {"model": MODEL, "tools": CLIENT_TOOLS, "messages": _tool_history(4, 8_000)}
+        with pytest.raises(anthropic.BadRequestError) as too_long:
+            client.messages.create(max_tokens=100, **ask)
+        small = {**ask, "messages": _tool_history(1, 8_000)}
+        with pytest.raises(anthropic.BadRequestError) as with_output:
+            client.messages.create(max_tokens=4_000, **small)
+        assert client.messages.create(max_tokens=100, **small).stop_reason
+    message = too_long.value.body["error"]["message"]
+    assert re.fullmatch(r"prompt is too long: \d+ tokens > 5000 maximum", message), message
+    assert too_long.value.status_code == 400
+    assert re.match(
+        r"input length and `max_tokens` exceed context limit: \d+ \+ 4000 > 5000",
+        with_output.value.body["error"]["message"],
+    )
+
+
+def test_context_editing_clears_the_oldest_tool_results_past_the_trigger(serving):
+    edit = {
+        "type": "clear_tool_uses_20250919",
+        "trigger": {"type": "input_tokens", "value": 6_000},
+        "keep": {"type": "tool_uses", "value": 2},
+        "clear_at_least": {"type": "input_tokens", "value": 1_000},
+    }
+    ask = {
+        "model": MODEL,
+        "max_tokens": 100,
+        "tools": CLIENT_TOOLS,
+        "messages": _tool_history(6, 8_000),
+        "context_management": {"edits": [edit]},
+    }
+    with serving([SCRIPTED], context_window_tokens=8_000) as (url, sim):
+        client = make_client(url)
+        # Without the beta, as from the GA method (which has no such parameter).
+        plain = {k: v for k, v in ask.items() if k != "context_management"}
+        with pytest.raises(anthropic.BadRequestError, match="Extra inputs are not permitted"):
+            client.messages.create(**plain, extra_body={"context_management": {"edits": [edit]}})
+        reply = client.beta.messages.create(betas=[CONTEXT_BETA], **ask)
+        with client.beta.messages.stream(betas=[CONTEXT_BETA], **ask) as streamed:
+            final = streamed.get_final_message()
+        counted = client.beta.messages.count_tokens(
+            betas=[CONTEXT_BETA],
+            **{k: v for k, v in ask.items() if k != "max_tokens"},
+        )
+        high = {**edit, "clear_at_least": {"type": "input_tokens", "value": 100_000}}
+        with pytest.raises(anthropic.BadRequestError, match="prompt is too long"):
+            client.beta.messages.create(
+                betas=[CONTEXT_BETA], **{**ask, "context_management": {"edits": [high]}}
+            )
+        record = next(r for r in sim.requests() if r.path == "/v1/messages" and r.status == 200)
+    (applied,) = reply.context_management.applied_edits
+    assert applied.cleared_tool_uses == 4 and applied.cleared_input_tokens > 7_000
+    assert final.context_management.applied_edits[0].cleared_tool_uses == 4
+    prompt = reply.usage.input_tokens + reply.usage.cache_creation_input_tokens
+    assert prompt == record.prompt_tokens < 8_000
+    assert counted.input_tokens == prompt
+    assert counted.context_management.original_input_tokens == prompt + applied.cleared_input_tokens
+    assert "x" * 8_000 in json.dumps(record.body)  # the client sent its whole history
+
+
+def test_more_than_four_cache_breakpoints_are_refused(serving):
+    marked = {"type": "ephemeral"}
+    system = [{"type": "text", "text": f"rule {n}", "cache_control": marked} for n in range(5)]
+    refused = pytest.raises(anthropic.BadRequestError, match="A maximum of 4 blocks")
+    with serving([SCRIPTED]) as (url, _), refused:
+        make_client(url).messages.create(
+            model=MODEL,
+            max_tokens=10,
+            system=system,
+            messages=[{"role": "user", "content": "hi"}],
+        )

@@ -44,7 +44,7 @@ def test_links_and_fifos_are_not_read(hostile, caplog):
 
 
 def test_the_prompt_and_the_test_command_never_see_the_linked_secret(hostile):
-    first = "\n".join(b["text"] for b in prompts.task_message(TASK, hostile))
+    first = "\n".join(b["text"] for b in prompts.task_message(TASK, hostile, "b"))
     assert "sk-ant-planted" not in first and "ghp_planted" not in first
     assert prompts.conventions(hostile) is None
     assert repo_tests.detect(hostile) is None  # neither the linked toml nor package.json

@@ -22,6 +22,7 @@ import pytest
 from agent_app import egress, sandbox
 from agent_app.cli import build_worker
 from agent_app.sandbox import CommandRunner, Policy, SandboxUnavailable
+from agent_app.shell import ShellSession
 from agent_app.workspace import TaskWorkspace
 from lab.services import free_port
 from tests.agent.conftest import REPO, needs_bwrap
@@ -165,6 +166,24 @@ def test_nothing_is_reachable_without_the_proxy(egress_proxy, tmp_path):
     out = run(Policy(), FETCH.format(url=f"http://localhost:{port}/"), tmp_path)
     assert "ERROR" in out and "STATUS" not in out, out
     assert Recorder.hits == []
+
+
+def test_the_models_persistent_shell_has_the_same_network(egress_proxy, tmp_path):
+    """One shell for the whole task: the relay it starts with serves every command, and what
+    the proxy refuses stays refused."""
+    sock, port = egress_proxy
+    session = ShellSession(CommandRunner(Policy(egress_socket=str(sock)), secrets=[]), tmp_path)
+    try:
+        allowed = session.run(FETCH.format(url=f"http://localhost:{port}/ok"), 60, None)
+        refused = session.run(FETCH.format(url=f"http://127.0.0.1:{port}/leak"), 60, None)
+        direct = session.run(CONNECT.format(host="127.0.0.1", port=port), 60, None)
+        again = session.run(FETCH.format(url=f"http://localhost:{port}/again"), 60, None)
+    finally:
+        session.close()
+    assert "STATUS 200" in allowed.output and "STATUS 200" in again.output, allowed
+    assert "ERROR HTTP Error 403" in refused.output, refused
+    assert "ERROR" in direct.output and "CONNECTED" not in direct.output, direct
+    assert Recorder.hits == ["/ok", "/again"]
 
 
 def _outside_address() -> str:

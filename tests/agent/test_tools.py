@@ -28,7 +28,9 @@ def repo(tmp_path):
 @pytest.fixture
 def tools(repo):
     runner = CommandRunner(Policy(mode="none"), secrets=[SECRET], output_chars=2000)
-    return ToolSet(repo, runner, command_timeout=5, cancel=threading.Event())
+    tools = ToolSet(repo, runner, command_timeout=5, cancel=threading.Event())
+    yield tools
+    tools.close()
 
 
 def edit(tools, **tool_input):
@@ -110,8 +112,104 @@ def test_secrets_in_output_are_redacted(tools):
 
 
 def test_failing_command_is_an_error_result(tools):
-    result = tools.execute("bash", {"command": "echo out; exit 3"})
-    assert result.is_error and "[exit status 3]" in result.content and "out" in result.content
+    result = tools.execute("bash", {"command": "echo out; false"})
+    assert result.is_error and "[exit status 1]" in result.content and "out" in result.content
+
+
+SHELL_MODES = ["none", pytest.param("bwrap", marks=needs_bwrap)]
+
+
+@pytest.fixture(params=SHELL_MODES)
+def shell_tools(request, repo):
+    runner = CommandRunner(Policy(mode=request.param), secrets=[SECRET], output_chars=2000)
+    tools = ToolSet(repo, runner, command_timeout=5, cancel=threading.Event())
+    yield tools
+    tools.close()
+
+
+def bash(tools, command):
+    return tools.execute("bash", {"command": command})
+
+
+def test_the_shell_persists_between_calls_and_restart_starts_afresh(shell_tools, repo):
+    """A cd, a variable, a function and an activated virtualenv carry over, as in Claude's
+    own bash tool; restart forgets them all."""
+    (repo / "pkg").mkdir()
+    (repo / "venv" / "bin").mkdir(parents=True)
+    (repo / "venv" / "bin" / "activate").write_text(
+        'export VIRTUAL_ENV=venv PATH="venv/bin:$PATH"\n'
+    )
+    for command in (
+        "cd pkg",
+        "export COLOUR=blue",
+        "greet() { echo hi $1; }",
+        ". ../venv/bin/activate",
+    ):
+        assert not bash(shell_tools, command).is_error
+    seen = bash(shell_tools, 'pwd; echo "$COLOUR $VIRTUAL_ENV"; greet there').content
+    assert seen.splitlines() == [str(repo / "pkg"), "blue venv", "hi there"]
+    restarted = shell_tools.execute("bash", {"restart": True})
+    assert not restarted.is_error and "restarted" in restarted.content
+    assert bash(shell_tools, 'pwd; echo "[$COLOUR]"').content.splitlines() == [str(repo), "[]"]
+
+
+def test_each_result_holds_its_own_output_and_exit_status(shell_tools):
+    first = bash(shell_tools, "echo one; echo two >&2")
+    second = bash(shell_tools, "echo three; (exit 7)")
+    assert first.content == "one\ntwo\n" and not first.is_error
+    assert second.content == "three\n\n[exit status 7]" and second.is_error
+    # Input is /dev/null: a command waiting for input ends at once, and takes no later command.
+    assert bash(shell_tools, "cat; read -r line; echo read=$?").content == "read=1\n"
+    assert bash(shell_tools, "echo still here").content == "still here\n"
+
+
+def test_a_command_cannot_forge_its_status_or_reach_the_protocol(shell_tools):
+    """The status pipe and the command pipe are closed to commands: writing a fake status
+    fails, and the real one is reported."""
+    forged = bash(shell_tools, 'printf "0\\n" >&"$__ccc_status"; echo "fd=$__ccc_status"; exit 9')
+    assert forged.is_error and "[exit status 9]" in forged.content, forged.content
+    assert "Bad file descriptor" in forged.content
+    stolen = bash(shell_tools, 'read -r -d "" -u "$__ccc_commands" x; echo "got=[$x]"')
+    assert "got=[]" in stolen.content and "Bad file descriptor" in stolen.content
+    assert bash(shell_tools, "echo next").content == "next\n"
+    assert "NUL" in bash(shell_tools, "echo a\0b").content
+
+
+def test_a_shell_that_exits_is_replaced_and_the_model_told(shell_tools, repo):
+    bash(shell_tools, "cd / && export GONE=1")
+    ended = bash(shell_tools, "echo bye; exit 4")
+    assert ended.is_error and "bye" in ended.content and "[exit status 4]" in ended.content
+    assert "the next command starts a new one" in ended.content
+    fresh = bash(shell_tools, 'pwd; echo "[$GONE]"')
+    assert fresh.content.splitlines() == [str(repo), "[]"]
+    # One that dies between calls (here: killed by a command it left running) is news too.
+    bash(shell_tools, "(sleep 0.3; kill -9 $$) >/dev/null 2>&1 &")
+    time.sleep(1)
+    told = bash(shell_tools, "echo after")
+    assert "the shell had exited" in told.content and told.content.endswith("after\n")
+
+
+def test_a_timeout_restarts_the_shell_and_kills_what_it_started(shell_tools, repo):
+    pid_file = repo / "bg.pid"
+    bash(shell_tools, f"cd pkg 2>/dev/null; sleep 60 >/dev/null 2>&1 & echo $! > {pid_file}")
+    timed_out = bash(shell_tools, "export LOST=1; sleep 30")
+    assert timed_out.is_error and "timed out after 5s" in timed_out.content
+    assert "the shell was restarted" in timed_out.content
+    assert bash(shell_tools, 'echo "[$LOST]"').content == "[]\n"
+    if shell_tools.runner.policy.mode == "none":  # in bwrap the PID is the namespace's own
+        time.sleep(0.2)
+        assert not _alive(int(pid_file.read_text()))
+
+
+def test_closing_ends_background_work(shell_tools, repo):
+    marker = repo / "still-running"
+    bash(shell_tools, f"(while true; do touch {marker}; sleep 0.1; done) >/dev/null 2>&1 &")
+    time.sleep(0.5)
+    assert marker.exists()
+    shell_tools.close()
+    marker.unlink()
+    time.sleep(0.5)
+    assert not marker.exists()
 
 
 def test_timeout_kills_the_whole_process_group(tools, repo):
@@ -164,3 +262,4 @@ def test_bubblewrap_hides_the_configuration_and_other_tasks(repo, tmp_path):
     assert "other task data" not in seen.content and "secret.txt" not in seen.content
     assert "def a():" in seen.content  # its own checkout is there
     assert (repo / "made-here").exists()  # and writable
+    tools.close()

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from simulators.claude import sse
+from simulators.claude import context, sse
 from simulators.claude.admin import admin
 from simulators.claude.content import conversation, tool_names
 from simulators.claude.exceptions import (
@@ -125,7 +125,10 @@ def create_message() -> Response:
         if fault.kind is FaultKind.SLOW:
             time.sleep(fault.seconds)
     validate_request(body, current_app.extensions["claude_sim_models"])
+    body, applied = _as_the_model_sees_it(sim, body, record)
     reply = _reply(sim, body, record)
+    if applied is not None:
+        reply.context_management = {"applied_edits": applied}
     headers = {"x-simulator-scenario": record.scenario or ""}
     if body.get("stream"):
         stream = _stream(sim, reply, fault, request.environ)
@@ -146,9 +149,13 @@ def count_tokens() -> Response:
     body = _json_body()
     _describe(g.record, body)
     validate_request(body, current_app.extensions["claude_sim_models"], count_only=True)
-    total = sum(part.tokens for part in segments(body, sim.config.chars_per_token))
-    g.record.usage = {"input_tokens": total}
-    return _json({"input_tokens": total})
+    original = _tokens(sim, body)
+    edited, applied = _as_the_model_sees_it(sim, body, g.record, count_only=True)
+    answer: dict[str, Any] = {"input_tokens": _tokens(sim, edited)}
+    if applied is not None:
+        answer["context_management"] = {"original_input_tokens": original}
+    g.record.usage = answer
+    return _json(answer)
 
 
 @api.get("/models")
@@ -202,6 +209,29 @@ def _describe(record: RequestRecord, body: dict[str, Any]) -> None:
     messages = body.get("messages")
     record.messages = len(messages) if isinstance(messages, list) else 0
     record.tools = tool_names(body)
+
+
+def _tokens(sim: ClaudeSimulator, body: dict[str, Any]) -> int:
+    return sum(part.tokens for part in segments(body, sim.config.chars_per_token))
+
+
+def _as_the_model_sees_it(
+    sim: ClaudeSimulator, body: dict[str, Any], record: RequestRecord, *, count_only: bool = False
+) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+    """The request after its context edits (and the edits applied, or None when it asked for
+    none); a prompt that still does not fit the context window is refused."""
+    edits = context.parse_edits(body, request.headers.get("anthropic-beta", ""))
+    applied = None
+    if edits is not None:
+        body, applied = context.apply_edits(
+            body, edits, lambda b: segments(b, sim.config.chars_per_token)
+        )
+    record.prompt_tokens, record.applied_edits = _tokens(sim, body), applied
+    if not count_only:
+        context.check_window(
+            record.prompt_tokens, body["max_tokens"], sim.config.context_window_tokens
+        )
+    return body, applied
 
 
 def _reply(sim: ClaudeSimulator, body: dict[str, Any], record: RequestRecord) -> Reply:

@@ -43,10 +43,12 @@ class Reply:
     stop_sequence: str | None
     usage: Usage
     output_tokens: int
+    # What context editing cleared ({"applied_edits": [...]}), when the request asked for it.
+    context_management: dict[str, Any] | None = None
 
     def message(self) -> dict[str, Any]:
         """The non-streaming response body."""
-        return {
+        body = {
             "id": self.message_id,
             "type": "message",
             "role": "assistant",
@@ -56,6 +58,9 @@ class Reply:
             "stop_sequence": self.stop_sequence,
             "usage": self.usage.as_dict(self.output_tokens),
         }
+        if self.context_management is not None:
+            body["context_management"] = self.context_management
+        return body
 
 
 def block_tokens(block: dict[str, Any], chars_per_token: float = 4.0) -> int:

@@ -31,6 +31,7 @@ def events(reply: Reply, chunk_chars: int = 24) -> Iterator[dict[str, Any]]:
     """The stream's events: message_start, ping, the blocks, message_delta, message_stop."""
     start = reply.message()
     start.update(content=[], stop_reason=None, stop_sequence=None)
+    start.pop("context_management", None)  # it comes with the final message_delta
     # message_start carries the input side of usage; output is counted in message_delta.
     start["usage"] = reply.usage.as_dict(output_tokens=1)
     yield {"type": "message_start", "message": start}
@@ -68,11 +69,14 @@ def events(reply: Reply, chunk_chars: int = 24) -> Iterator[dict[str, Any]]:
         yield {"type": "content_block_stop", "index": index}
     if not reply.content:
         yield {"type": "ping"}
-    yield {
+    delta: dict[str, Any] = {
         "type": "message_delta",
         "delta": {"stop_reason": reply.stop_reason, "stop_sequence": reply.stop_sequence},
         "usage": {"output_tokens": reply.output_tokens},
     }
+    if reply.context_management is not None:
+        delta["context_management"] = reply.context_management
+    yield delta
     yield {"type": "message_stop"}
 
 

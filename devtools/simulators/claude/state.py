@@ -33,6 +33,8 @@ class SimulatorConfig:
     min_cacheable_tokens: int = 1024
     # Characters per token when estimating usage.
     chars_per_token: float = 4.0
+    # The models' context window: a larger prompt (after context editing) is refused.
+    context_window_tokens: int = 200_000
     # Characters per text_delta / input_json_delta chunk when streaming.
     stream_chunk_chars: int = 24
     # Pause between streamed events, in seconds (0 for tests; a little for live demos).
@@ -61,6 +63,9 @@ class RequestRecord:
     fault: str | None = None
     stop_reason: str | None = None
     usage: dict[str, Any] | None = None
+    # The prompt's size as the model saw it (after context editing), and what was cleared.
+    prompt_tokens: int | None = None
+    applied_edits: list[dict[str, Any]] | None = None
     user_agent: str | None = None
     # The request body as received (tests check what reached the model: no secret may).
     body: dict[str, Any] | None = None

@@ -55,6 +55,7 @@ def validate_request(body: object, catalog: ModelCatalog, *, count_only: bool = 
     _validate_system(body.get("system"))
     _validate_messages(body)
     _validate_tools(body)
+    _validate_cache_breakpoints(body)
 
 
 def _validate_model(body: dict[str, Any], catalog: ModelCatalog) -> None:
@@ -252,6 +253,22 @@ def _validate_tool(index: int, tool: object) -> str:
             if not isinstance(tool.get(field), int):
                 raise InvalidRequestError(f"{where}.{kind}.{field}: Field required")
     return str(name)
+
+
+MAX_CACHE_BREAKPOINTS = 4
+
+
+def _validate_cache_breakpoints(body: dict[str, Any]) -> None:
+    """The real API takes at most four blocks marked with cache_control."""
+    blocks = [*(body.get("tools") or []), *blocks_of(body.get("system"))]
+    for message in body["messages"]:
+        blocks.extend(blocks_of(message.get("content")))
+    found = sum(1 for block in blocks if isinstance(block, dict) and block.get("cache_control"))
+    if found > MAX_CACHE_BREAKPOINTS:
+        raise InvalidRequestError(
+            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {found}."
+        )
 
 
 def _validate_tool_choice(body: dict[str, Any], names: list[str]) -> None:
