@@ -55,3 +55,15 @@ def test_the_token_minting_benchmark_runs():
                           check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| App mode: a token minted for the task's repository |" in done.stdout, done.stdout
+
+
+def test_the_context_benchmark_runs_and_management_bills_less():
+    done = subprocess.run([sys.executable, "-m", "bench.context_management", "--turns", "40"],
+                          cwd=BENCH.parent, capture_output=True, text=True, timeout=300,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split("|") for line in done.stdout.splitlines() if line.startswith("| ")]
+    cost = {(row[1].strip(), row[2].strip()): float(row[9]) for row in rows[1:]}
+    assert len(cost) == 6, done.stdout
+    unmanaged = cost[("none (recovery from refusals only)", "off")]
+    assert cost[("API context editing (default)", "on")] < unmanaged / 2, done.stdout
