@@ -9,7 +9,11 @@ BIN := $(VENV)/bin
 # the local agents work on (they run its tests with the system's python3, as agent hosts do),
 # Chromium for the admin pages. tests/test_clean_room.py runs the suite's agent tests on a host
 # that has only these, so a package installed by hand cannot hide a missing one here.
-TEST_DEBS := postgresql redis-server git bubblewrap tinyproxy socat python3-pytest chromium chromium-driver
+# nodejs, golang-go and cargo: the toolchains whose test runners tests/agent/test_repo_tests.py runs
+# (Java is read from recorded Maven output: Maven fetches its test plugin from its own central
+# repository, which this machine cannot reach).
+TEST_DEBS := postgresql redis-server git bubblewrap tinyproxy socat python3-pytest chromium chromium-driver \
+	nodejs golang-go cargo make
 # Debian packages the lab (systemd-nspawn hosts) needs.
 LAB_DEBS := systemd-container debootstrap apt-cacher-ng openssh-client
 PYTEST_ARGS ?=

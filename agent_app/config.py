@@ -69,6 +69,10 @@ class Limits:
     # and its files) may hold on disk (MiB); a command that goes past it is killed.
     command_tmp_mb: int = 1024
     workspace_mb: int = 10240
+    # The repository's setup steps (all of them, seconds), and the largest setup output
+    # (.venv, node_modules...) kept for the repository's next task (MiB).
+    setup_timeout: int = 900
+    setup_cache_mb: int = 4096
 
 
 @dataclass

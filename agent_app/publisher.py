@@ -26,7 +26,7 @@ from agent_app.gitcmd import Git, GitError
 from agent_app.github_access import Grant, TaskAccess
 from agent_app.github_retry import patiently
 from agent_app.redaction import Redactor
-from agent_app.repo_tests import REPO_CONFIG
+from agent_app.repo_config import REPO_CONFIG
 from agent_app.workspace import TaskWorkspace
 from cluster_core.github_client import github_client
 from cluster_core.github_errors import classify

@@ -5,16 +5,25 @@ from __future__ import annotations
 import json
 import re
 import threading
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from agent_app import checkout_files
-from agent_app.sandbox import CommandRunner
+from agent_app import checkout_files, repo_config
+from agent_app.sandbox import CommandRunner, truncate
 
-# A repository may name its command in .claude-cluster.toml: test_command = "make check".
-REPO_CONFIG = ".claude-cluster.toml"
+# The whole output is read for the counts (the model and the events get its head and tail).
+COUNTED_OUTPUT_CHARS = 4_000_000
 PYTEST_COUNTS = re.compile(r"(\d+) (passed|failed|errors?|skipped)")
+CARGO_RESULT = re.compile(r"^test result: \w+\. (\d+) passed; (\d+) failed;", re.M)
+MAVEN_RESULT = re.compile(
+    r"Tests run: (\d+), Failures: (\d+), Errors: (\d+), Skipped: (\d+)(?!,? Time elapsed)"
+)
+GO_TEST = re.compile(r"^\s*--- (PASS|FAIL): ", re.M)
+NODE_TAP = re.compile(r"^(?:#|\u2139) (pass|fail) (\d+)\s*$", re.M)  # node --test (tap, spec)
+JEST = re.compile(
+    r"^Tests:\s+(?:(\d+) failed, )?(?:\d+ skipped, )?(?:(\d+) passed, )?\d+ total", re.M
+)
+MOCHA = re.compile(r"^\s*(\d+) (passing|failing)\b", re.M)
 # Exit codes with which a shell says the command itself could not start (not found, not
 # executable); make and npm pass them on inside their own messages.
 NOT_STARTED_CODES = (126, 127)
@@ -82,14 +91,12 @@ class TestRun:
 
 def detect(repo: Path) -> str | None:
     """The command that runs this repository's tests, or None when it has none we know."""
-    config = checkout_files.read_text(repo, REPO_CONFIG)
-    if config is not None:
-        try:
-            command = tomllib.loads(config).get("test_command")
-        except tomllib.TOMLDecodeError:
-            command = None
-        if isinstance(command, str) and command.strip():
-            return command
+    try:  # the repository may name it: test_command = "make check"
+        command = repo_config.load(repo).get("test_command")
+    except repo_config.RepoConfigError:
+        command = None  # setup has already said what is wrong with the file
+    if isinstance(command, str) and command.strip():
+        return command
     package = checkout_files.read_text(repo, "package.json")
     if package is not None:
         try:
@@ -98,11 +105,15 @@ def detect(repo: Path) -> str | None:
             scripts = {}
         if isinstance(scripts, dict) and "test" in scripts:
             return "npm test"
+    if (repo / "pom.xml").is_file():
+        return "mvn -B test"
+    if any((repo / n).is_file() for n in ("build.gradle", "build.gradle.kts")):
+        return ("./gradlew" if (repo / "gradlew").is_file() else "gradle") + " test --console=plain"
     makefile = checkout_files.read_text(repo, "Makefile")
     if makefile is not None and re.search(r"^test:", makefile, re.M):
         return "make test"
     if (repo / "go.mod").is_file():
-        return "go test ./..."
+        return "go test -v ./..."  # -v: a line per test, to count them
     if (repo / "Cargo.toml").is_file():
         return "cargo test"
     python_markers = ("pytest.ini", "conftest.py", "setup.cfg", "tox.ini", "pyproject.toml")
@@ -116,38 +127,46 @@ def run(
     runner: CommandRunner, repo: Path, command: str, timeout: float, cancel: threading.Event
 ) -> TestRun:
     """Run ``command`` in the checkout and count passes and failures where the output says."""
-    result = runner.run(command, repo, timeout, cancel)
-    # The counts of the last line that has any: the runner's own summary.
-    reported = next(
-        (
-            found
-            for line in reversed(result.output.splitlines())
-            if (found := PYTEST_COUNTS.findall(line))
-        ),
-        [],
-    )
+    result = runner.reading_more(COUNTED_OUTPUT_CHARS).run(command, repo, timeout, cancel)
+    reported = count(result.output)
     # A suite that reported results ran, whatever else its output says.
     not_started = None if reported else environment_error(result.exit_code, result.output)
+    output = truncate(result.output, runner.output_chars)
     if not_started:
-        return TestRun(
-            command, result.exit_code, 0, 0, result.output, environment_error=not_started
-        )
-    counts = {"passed": 0, "failed": 0}
-    for number, word in reported:
-        if word == "passed":
-            counts["passed"] = int(number)
-        elif word in ("failed", "error", "errors"):
-            counts["failed"] += int(number)
-    if result.exit_code not in (0, None) and counts["failed"] == 0:
-        counts["failed"] = 1  # it failed, whatever it printed
-    return TestRun(
-        command,
-        result.exit_code,
-        counts["passed"],
-        counts["failed"],
-        result.output,
-        result.timed_out,
-    )
+        return TestRun(command, result.exit_code, 0, 0, output, environment_error=not_started)
+    passed, failed = reported or (0, 0)
+    if result.exit_code not in (0, None) and failed == 0:
+        failed = 1  # it failed, whatever it printed
+    return TestRun(command, result.exit_code, passed, failed, output, result.timed_out)
+
+
+def count(output: str) -> tuple[int, int] | None:
+    """(passed, failed) as the test runner's own summary says, for pytest, cargo test, Maven
+    (surefire), go test -v, node --test, jest and mocha (and make or npm running any of them);
+    None when the output holds no summary we know."""
+    if found := CARGO_RESULT.findall(output):  # one line per test binary: add them up
+        return sum(int(p) for p, _ in found), sum(int(f) for _, f in found)
+    if found := MAVEN_RESULT.findall(output):  # the last one is the build's total
+        run_, failures, errors, skipped = map(int, found[-1])
+        return run_ - failures - errors - skipped, failures + errors
+    if found := GO_TEST.findall(output):
+        return found.count("PASS"), found.count("FAIL")
+    if found := NODE_TAP.findall(output):
+        last = dict(found)  # the summary's own lines come last
+        return int(last.get("pass", 0)), int(last.get("fail", 0))
+    if found := JEST.findall(output):
+        failed, passed = found[-1]
+        return int(passed or 0), int(failed or 0)
+    if found := MOCHA.findall(output):
+        last = {word: int(number) for number, word in found}
+        return last.get("passing", 0), last.get("failing", 0)
+    # pytest: the counts of the last line that has any (its summary).
+    for line in reversed(output.splitlines()):
+        if found := PYTEST_COUNTS.findall(line):
+            passed = sum(int(n) for n, word in found if word == "passed")
+            failed = sum(int(n) for n, word in found if word in ("failed", "error", "errors"))
+            return passed, failed
+    return None
 
 
 def environment_error(exit_code: int | None, output: str) -> str | None:

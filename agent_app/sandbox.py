@@ -11,6 +11,7 @@ very command line tasks use, and an agent whose sandbox does not hold takes no w
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import shutil
@@ -79,11 +80,15 @@ class Policy:
     ("nproc", 512), ("fsize", 2**30), ("data", 2**32))``; ``egress_socket``: the unix socket of the
     allowlisting egress proxy (empty: commands have no network at all); ``tmp_bytes``: size of
     the private /tmp; ``disk_bytes``: the most the task's writable folders may hold (0: no
-    guard)."""
+    guard); ``writable``: folders bound writable besides the task's own (the repository's
+    tool caches, outside the disk guard); ``env``: variables added to every command's
+    environment (where those caches are)."""
 
     mode: str = "bwrap"
     hidden: tuple[Path, ...] = ()
     readable: tuple[Path, ...] = ()
+    writable: tuple[Path, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
     path: str = BASE_ENV["PATH"]
     rlimits: tuple[tuple[str, int], ...] = ()
     egress_socket: str = ""
@@ -114,6 +119,12 @@ class CommandRunner:
             else []
         )
 
+    def reading_more(self, output_chars: int) -> CommandRunner:
+        """This runner keeping up to ``output_chars`` of each command's output."""
+        runner = copy.copy(self)
+        runner.output_chars = output_chars
+        return runner
+
     def argv(self, command: str, cwd: Path, writable: list[Path]) -> list[str]:
         """The command line: plain bash, or bash inside a bubblewrap view of the system with
         no network but the egress proxy's relay."""
@@ -131,7 +142,7 @@ class CommandRunner:
         for path in policy.readable:
             if path.exists():
                 argv += ["--ro-bind", str(path), str(path)]
-        for path in writable:
+        for path in (*policy.writable, *writable):
             argv += ["--bind", str(path), str(path)]
         shell = ["bash", "-c", command]
         if policy.egress_socket:
@@ -142,7 +153,7 @@ class CommandRunner:
     def environment(self, cwd: Path) -> dict[str, str]:
         """Nothing of the agent's own environment but the proxy settings it was given (none
         mode) or the egress relay's (bwrap mode)."""
-        env = {**BASE_ENV, "HOME": str(cwd), "PATH": self.policy.path}
+        env = {**BASE_ENV, "HOME": str(cwd), "PATH": self.policy.path, **dict(self.policy.env)}
         if self.policy.mode == "none":
             env.update({k: v for k, v in os.environ.items() if k in PASSED_THROUGH})
         elif self.policy.egress_socket:

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
+from glob import escape as glob_escape
 from pathlib import Path
 
-from agent_app import prompts, repo_tests, sandbox
+from agent_app import prompts, repo_setup, repo_tests, sandbox
 from agent_app.agent_loop import Budget, Usage
 from agent_app.config import AgentConfig
 from agent_app.coordinator_client import CoordinatorClient
+from agent_app.dependency_cache import DependencyCache
 from agent_app.exceptions import (
     AgentError,
     AttemptOver,
@@ -31,6 +35,8 @@ from agent_app.executor import Executor
 from agent_app.github_access import Grant, TaskAccess
 from agent_app.model import Conversation
 from agent_app.publisher import Publisher
+from agent_app.repo_config import RepoConfigError
+from agent_app.repo_setup import SetupFailed
 from agent_app.sandbox import CommandRunner
 from agent_app.tools import ToolSet
 from agent_app.workspace import TaskWorkspace, Workspaces
@@ -87,6 +93,7 @@ class TaskRunner:
         self.coordinator = coordinator
         self.workspaces = workspaces
         self.executor = executor
+        self.caches = DependencyCache(workspaces.root / "caches", limits.setup_cache_mb * 2**20)
 
     def sandbox_problem(self) -> str | None:
         """Why commands cannot run safely here, or None: the sandbox is probed with the very
@@ -135,7 +142,14 @@ class TaskRunner:
             self._finish(
                 running, report, publisher, workspace, default_branch, usage, tests, summary
             )
-        except (AttemptOver, LimitExceeded, Cancelled, StopRequested, GitHubRefused) as exc:
+        except (
+            AttemptOver,
+            LimitExceeded,
+            Cancelled,
+            StopRequested,
+            GitHubRefused,
+            SetupFailed,
+        ) as exc:
             self._checkpoint(running, report, publisher, workspace, usage, exc)
         except Exception as exc:
             logger.exception("Task %s: failed: %s", task["id"], exc)
@@ -165,6 +179,7 @@ class TaskRunner:
         """Claude's loop, then the tests (with fix rounds); returns (tests, Claude's summary)."""
         task = running.data
         runner = self.command_runner(task, workspace)
+        self._setup(running, report, workspace, runner)
         tools = ToolSet(workspace.repo, runner, self.config.limits.command_timeout, running.cancel)
         # The model's shell lives for the task; closing ends it and whatever it left running.
         with contextlib.closing(tools):
@@ -223,6 +238,74 @@ class TaskRunner:
                     }
                 )
             return test_run, conversation.summary
+
+    def _setup(
+        self,
+        running: RunningTask,
+        report: Reports,
+        workspace: TaskWorkspace,
+        runner: CommandRunner,
+    ) -> None:
+        """The repository's setup (agent_app.repo_setup), from the cache when its files hash
+        as a kept one did; its event reported either way. SetupFailed ends the task."""
+        repo, repository = workspace.repo, running.data["repository"]
+        try:
+            plan = repo_setup.plan(
+                repo, lambda tool: shutil.which(tool, path=self.policy.path) is not None
+            )
+        except RepoConfigError as exc:
+            raise SetupFailed(f"setup failed: {exc}", permanent=True) from exc
+        if plan is None:
+            return
+        running.phase = "setting up"
+        self._guard(running)
+        started, key = time.monotonic(), plan.key(repo)
+        outputs = self.caches.restore(repository, key, repo)
+        result = repo_setup.SetupResult(plan, "hit", 0.0)
+        if outputs is None:
+            try:
+                result.steps = repo_setup.run_steps(
+                    runner, repo, plan.commands, self.config.limits.setup_timeout, running.cancel
+                )
+            except SetupFailed as exc:
+                result.cache, result.steps = "miss", exc.steps
+                result.seconds = time.monotonic() - started
+                report.progress(result.event())
+                raise
+            outputs = self._setup_outputs(workspace)
+            kept = bool(outputs) and self.caches.save(repository, key, repo, outputs)
+            result.cache = "miss" if kept else "off"
+        self._exclude(workspace, outputs)
+        result.seconds = time.monotonic() - started
+        report.progress(result.event())
+        logger.info(
+            "Task %s: setup %s in %.1fs (cache %s)",
+            running.id, " && ".join(plan.commands), result.seconds, result.cache,
+        )  # fmt: skip
+
+    def _setup_outputs(self, workspace: TaskWorkspace) -> list[str]:
+        """What setup left in the checkout (untracked paths, folders whole); its changes to
+        tracked files (a lockfile rewritten) are undone, so they never reach the change."""
+        git = partial(self.workspaces.git, cwd=workspace.repo, git_dir=workspace.git_dir)
+        status = git("status", "--porcelain=v1", "-z", "--ignored", "--untracked-files=normal")
+        outputs, touched = [], []
+        for entry in filter(None, status.split("\0")):
+            code, path = entry[:2], entry[3:]
+            (outputs if code in ("??", "!!") else touched).append(path.rstrip("/"))
+        if touched:
+            logger.info("Setup changed tracked files, restored: %s", ", ".join(touched))
+            git("checkout", "--quiet", "HEAD", "--", *touched)
+        return outputs
+
+    @staticmethod
+    def _exclude(workspace: TaskWorkspace, outputs: list[str]) -> None:
+        """Keep setup's outputs out of every commit (the git directory's own exclude file,
+        which commands cannot write)."""
+        exclude = workspace.git_dir / "info" / "exclude"
+        exclude.parent.mkdir(exist_ok=True)
+        lines = "".join(f"/{glob_escape(path)}\n" for path in outputs)
+        with exclude.open("a") as handle:
+            handle.write("# left by the repository's setup\n" + lines)
 
     def _finish(
         self,
@@ -290,7 +373,13 @@ class TaskRunner:
             return
         pushed = None
         refused = isinstance(why, GitHubRefused)
-        if publisher and workspace is not None and workspace.repo.exists() and not refused:
+        nothing_done = isinstance(why, SetupFailed)  # the model never started
+        if (
+            publisher
+            and workspace is not None
+            and workspace.repo.exists()
+            and not (refused or nothing_done)
+        ):
             try:
                 publisher.commit_all(workspace, f"WIP: {task['title']}\n\nCheckpoint: {why}")
                 pushed = publisher.push(self.workspaces.mirror_path(task["repository"]), workspace)
@@ -314,7 +403,7 @@ class TaskRunner:
                     error=note,
                     pushed_commit=pushed,
                     limit=getattr(why, "limit", None),
-                    permanent=refused,
+                    permanent=refused or getattr(why, "permanent", False),
                 )
         except AgentError as exc:
             # The lease will expire and the coordinator will queue the task again.
@@ -327,7 +416,15 @@ class TaskRunner:
         the repository's mirror (read-only: `git log` and `git diff` work, nothing can be
         written there), and reach the network through the repository's egress proxy."""
         readable = (workspace.git_dir, self.workspaces.mirror_path(task["repository"]))
-        policy = self.policy.reading(*readable)
+        tools, tool_env = self.caches.tools(task["repository"])
+        # What setup installs comes first: the checkout's virtualenv and node tools.
+        local_bins = f"{workspace.repo}/.venv/bin:{workspace.repo}/node_modules/.bin"
+        policy = replace(
+            self.policy.reading(*readable),
+            writable=(tools,),
+            env=tuple(tool_env.items()),
+            path=f"{local_bins}:{self.policy.path}",
+        )
         own_proxy = self.config.egress_repository_sockets.get(task["repository"])
         if own_proxy:  # a proxy that also allows this repository's own hosts
             policy = replace(policy, egress_socket=own_proxy)

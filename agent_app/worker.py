@@ -252,6 +252,7 @@ class Worker:
             return
         self._last_cleanup = time.monotonic()
         self.workspaces.cleanup(self.config.retention_days, keep=set(self.tasks))
+        self.runner.caches.prune(self.config.retention_days)
 
     # Heartbeats ---------------------------------------------------------------------------
 

@@ -67,3 +67,12 @@ def test_the_context_benchmark_runs_and_management_bills_less():
     assert len(cost) == 6, done.stdout
     unmanaged = cost[("none (recovery from refusals only)", "off")]
     assert cost[("API context editing (default)", "on")] < unmanaged / 2, done.stdout
+
+
+@pytest.mark.slow
+def test_the_setup_benchmark_runs_and_the_next_task_runs_no_step():
+    done = subprocess.run([sys.executable, "-m", "bench.setup_cache", "--requirements", "idna"],
+                          cwd=BENCH.parent, capture_output=True, text=True, timeout=600,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| next task (snapshot)            | 0 " in done.stdout, done.stdout

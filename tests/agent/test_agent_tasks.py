@@ -3,6 +3,7 @@ tests fixed, limits that keep the work, and secrets that never leave the agent."
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -140,6 +141,7 @@ def clone_branch(cluster, branch: str) -> Path:
     """The branch as GitHub has it, cloned over HTTP like any user would."""
     url = cluster.github_url.replace("http://", f"http://x-access-token:{TOKENS['bob']}@")
     target = cluster.tmp / f"check-{branch.replace('/', '-')}"
+    shutil.rmtree(target, ignore_errors=True)  # an earlier look at the branch
     clone = ["git", "clone", "-q", "-b", branch, f"{url}/{REPO}.git", str(target)]
     subprocess.run(clone, check=True)
     return target
