@@ -11,6 +11,7 @@ nftables rule keeps the proxy itself off private and link-local addresses.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -63,15 +64,18 @@ def pip_settings(python: str = sys.executable) -> dict[str, list[str]]:
 
 def registry_hosts(settings: dict[str, list[str]], python: str = sys.executable) -> list[str]:
     """Hosts of the package registries this host's tools use: pip's configured index URLs (in
-    ``settings``, from pip_settings; else pip's own default index and its file host) and npm's
-    registry when npm is installed. The agent role allows them by default; other ecosystems
-    are added with agent_egress_allow."""
+    ``settings``, from pip_settings; else pip's own default index and its file host), npm's
+    registry when npm is installed and Go's module proxies when Go is. The agent role allows
+    them by default; other ecosystems (crates, Maven) are added with agent_egress_allow."""
     urls = " ".join(settings.get("index-url", []) + settings.get("extra-index-url", []))
     hosts = [urlsplit(url).hostname or "" for url in urls.split()]  # file:// needs no network
     if not settings.get("index-url"):
         hosts += _run([python, "-c", _PIP_DEFAULT_INDEX]).split()
     if shutil.which("npm"):
         hosts.append(urlsplit(_run(["npm", "config", "get", "registry"]).strip()).hostname or "")
+    if shutil.which("go"):  # GOPROXY: URLs separated by , or |, besides "direct" and "off"
+        proxies = re.split(r"[,|]", _run(["go", "env", "GOPROXY"]).strip())
+        hosts += [urlsplit(url).hostname or "" for url in proxies if "://" in url]
     return sorted({h for h in hosts if h})
 
 

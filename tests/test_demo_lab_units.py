@@ -22,7 +22,15 @@ from lab.demo_cluster import (
     summary,
     write_app_key,
 )
-from lab.demo_lab import LabCluster, Timing, demo_spec, read_pid, start_background, stop_background
+from lab.demo_lab import (
+    SHARED_INVENTORY,
+    LabCluster,
+    Timing,
+    demo_spec,
+    read_pid,
+    start_background,
+    stop_background,
+)
 from lab.process import is_alive
 from tests.ansible_modules import COLLECTION
 
@@ -62,10 +70,12 @@ def test_extra_vars_point_the_cluster_at_the_simulators(tmp_path):
     plain = shipped.extra_vars("sk-key")
     assert not {"coordinator_lease_seconds", "coordinator_heartbeat_seconds"} & set(plain)
     assert plain["agent_settings"] == {}
-    # The seed repository's tests need pytest on the agents: the role's default gives it.
+    # The seed repository's tests need pytest on the agents: the lab's python toolchain has it.
     assert "agent_packages" not in extra and "agent_toolchain_packages" not in extra
-    defaults = yaml.safe_load((COLLECTION / "roles/agent/defaults/main.yml").read_text())
-    assert "python3-pytest" in defaults["agent_toolchain_packages"]
+    shared = yaml.safe_load((SHARED_INVENTORY / "group_vars" / "all.yml").read_text())
+    catalog = yaml.safe_load((COLLECTION / "roles/agent/vars/main.yml").read_text())
+    assert shared["agent_toolchains"] == ["python"]
+    assert "python3-pytest" in catalog["__agent_toolchain_catalog"]["python"]
 
 
 def test_stop_background_stops_only_simulators(tmp_path):

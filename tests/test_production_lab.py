@@ -207,7 +207,7 @@ def test_a_labelled_issue_becomes_a_ready_pull_request_with_passing_tests(site: 
     (task,) = site.wait([number], timeout=180)
     assert task["state"] == "review", task
     tests = task["result"]["tests"]
-    # The agent role's default toolchain (python3-pytest) runs the repository's tests.
+    # The toolchains of agent1's specialties (python among them) run the repository's tests.
     assert tests["status"] == "passed", tests
     pull = site.github().get_repo("octo-org/textstats").get_pull(task["pr_number"])
     assert not pull.draft and "passed" in pull.body

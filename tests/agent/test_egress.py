@@ -268,3 +268,12 @@ def test_the_defaults_are_the_registries_and_proxy_pip_uses(tmp_path, monkeypatc
     assert egress.registry_hosts(egress.pip_settings()) == sorted(
         {"extra.example.internal", PyPI.netloc, PyPI.file_storage_domain}
     )
+    # Go's module proxies, as `go env GOPROXY` lists them (a stand-in go on the PATH).
+    go = tmp_path / "go"
+    go.write_text(
+        "#!/bin/sh\necho 'https://goproxy.example.internal/mod|https://b.example.internal,direct'\n"
+    )
+    go.chmod(0o755)
+    found = egress.registry_hosts(egress.pip_settings())
+    assert {"goproxy.example.internal", "b.example.internal"} <= set(found)
+    assert "direct" not in found
