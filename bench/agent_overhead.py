@@ -1,6 +1,6 @@
 """Agent overhead per task outside model and test time, on the local demo cluster.
 
-Runs the three demo issues on `ccc-demo --local`'s cluster (real `claude-agent` processes, the
+Runs the demo issues on `ccc-demo --local`'s cluster (real `claude-agent` processes, the
 coordinator under gunicorn, both simulators) and reads, per task, from the coordinator's history
 and events and the Claude simulator's request log:
 - claim → first model request: the `assigned` transition to the first request of its scenario;
@@ -21,12 +21,14 @@ import requests
 
 from bench.report import ms, percentile, table
 from lab.demo import LocalDemo
+from lab.demo_cluster import issue_name
 
 # The demo issues' titles and the Claude scenarios that answer them.
 SCENARIO_OF = {
     "Add a character count function": "demo-char-count",
     "Document top_words in the README": "demo-readme-docs",
     "Add tests for punctuation-only input": "demo-edge-case-tests",
+    "Group the thousands in displayed prices": "demo-price-format",
 }
 
 
@@ -48,7 +50,7 @@ def measure(cluster: LocalDemo, tasks: list[dict]) -> list[tuple[str, float, flo
         test_seconds = tests_at[-1] - history["testing"] if tests_at else 0.0
         rows.append(
             (
-                f"#{task['issue_number']}",
+                issue_name(task["repository"], task["issue_number"]),
                 times[0] - history["assigned"],
                 history["review"] - times[-1] - test_seconds,
             )

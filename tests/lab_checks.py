@@ -37,9 +37,12 @@ def memo(cluster: LabCluster, tag: str, pause: int) -> int:
     return cluster.file_issue(f"Keep a memo for {tag} (pause {pause})", "Please.", ["claude"])
 
 
-def task_of(cluster: LabCluster, number: int) -> dict | None:
-    """The newest task of issue ``number`` (None before the webhook made one)."""
-    return next((t for t in cluster.tasks() if t["issue_number"] == number), None)
+def task_of(cluster: LabCluster, number: int, repo: str = REPO) -> dict | None:
+    """The newest task of ``repo``'s issue ``number`` (None before the webhook made one)."""
+    return next(
+        (t for t in cluster.tasks() if (t["repository"], t["issue_number"]) == (repo, number)),
+        None,
+    )
 
 
 def wait_until(
@@ -65,10 +68,10 @@ def running_task(cluster: LabCluster, number: int) -> dict:
     return wait_until(f"#{number} in progress", probe)  # type: ignore[return-value]
 
 
-def pulls_for(cluster: LabCluster, branch: str) -> list:
-    """Every PR (open or closed) whose head is ``branch``."""
-    repo = cluster.github().get_repo(REPO)
-    return [pull for pull in repo.get_pulls(state="all") if pull.head.ref == branch]
+def pulls_for(cluster: LabCluster, branch: str, repo: str = REPO) -> list:
+    """Every PR (open or closed) of ``repo`` whose head is ``branch``."""
+    pulls = cluster.github().get_repo(repo).get_pulls(state="all")
+    return [pull for pull in pulls if pull.head.ref == branch]
 
 
 def agent_states(cluster: LabCluster) -> dict[str, str]:
@@ -76,13 +79,17 @@ def agent_states(cluster: LabCluster) -> dict[str, str]:
     return {a["name"]: a["state"] for a in cluster.api("GET", "/api/v1/agents")["items"]}
 
 
-def assert_one_pull_request(cluster: LabCluster, number: int, *paths: str) -> dict:
-    """Issue ``number`` has one task, in review, with one PR whose branch holds ``paths``."""
-    (task,) = cluster.wait([number], 180)
+def assert_one_pull_request(
+    cluster: LabCluster, number: int, *paths: str, repo: str = REPO
+) -> dict:
+    """``repo``'s issue ``number`` has one task, in review, with one PR whose branch holds
+    ``paths``."""
+    (task,) = cluster.wait([(repo, number)], 180)
     assert task["state"] == "review", task
-    tasks = [t for t in cluster.tasks() if t["issue_number"] == number]
+    ref = (repo, number)
+    tasks = [t for t in cluster.tasks() if (t["repository"], t["issue_number"]) == ref]
     assert [t["id"] for t in tasks] == [task["id"]]
-    (pull,) = pulls_for(cluster, task["branch"])
+    (pull,) = pulls_for(cluster, task["branch"], repo)
     assert pull.number == task["pr_number"]
     changed = {f.filename for f in pull.get_files()}
     assert set(paths) <= changed, changed

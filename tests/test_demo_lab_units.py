@@ -18,6 +18,7 @@ from lab.demo_cluster import (
     EXPECTED_ENDS,
     REJECTED,
     REPO,
+    WEB_REPO,
     DemoCluster,
     summary,
     write_app_key,
@@ -43,7 +44,12 @@ def test_demo_spec_puts_the_services_on_one_host_and_two_different_agents():
         ("d3", ("agents",)),
     ]
     specialties = [h.vars["agent_specialties"] for h in spec.hosts[1:]]
-    assert specialties == [["backend", "general"], ["documentation", "testing", "general"]]
+    assert specialties == [
+        ["backend", "general"],
+        ["frontend", "documentation", "testing", "general"],
+    ]
+    # The frontend issue's repository is a Node.js one: its agent gets Node.js besides Python.
+    assert spec.hosts[2].vars["agent_toolchains"] == ["python", "node"]
 
 
 def test_extra_vars_point_the_cluster_at_the_simulators(tmp_path):
@@ -95,13 +101,16 @@ def test_stop_background_stops_only_simulators(tmp_path):
     assert not list(tmp_path.glob("*.pid"))
 
 
-def task(number: int, state: str, pull: dict | None = None, error: str | None = None) -> dict:
+def task(
+    number: int, state: str, pull: dict | None = None, error: str | None = None, repo: str = REPO
+) -> dict:
     """A task as GET /api/v1/tasks/<id> shows it: labelled at 0 s, pull request open at 12.5 s."""
     history = [("pending", "00:00:00"), ("in_progress", "00:00:02"), ("review", "00:00:12.5")]
     if state != "review":
         history.append((state, "00:00:40"))
     return {
         "id": number * 10,
+        "repository": repo,
         "issue_number": number,
         "specialty": "backend",
         "agent": "agent-backend",
@@ -109,7 +118,7 @@ def task(number: int, state: str, pull: dict | None = None, error: str | None = 
         "error": error,
         "result": {"tests": {"passed": 4, "failed": 0, "exit_code": 0}},
         "pr_number": pull and pull["number"],
-        "pr_url": pull and f"http://127.0.0.1:1/{REPO}/pull/{pull['number']}",
+        "pr_url": pull and f"http://127.0.0.1:1/{repo}/pull/{pull['number']}",
         "pull_request": pull,
         "input_tokens": 1000,
         "output_tokens": 234,
@@ -124,24 +133,26 @@ def test_summary_shows_each_end_its_reason_and_the_merge_rate():
         task(1, "completed", merged),
         task(2, "failed", {"number": 5, "state": "closed"}, error=REJECTED),
         task(3, "review", {"number": 6, "state": "open", "seconds_to_merge": None}),
+        task(1, "review", {"number": 2, "state": "open"}, repo=WEB_REPO),
     ]
     assert [(t["state"], t["error"]) for t in tasks] == EXPECTED_ENDS
     text = summary(tasks)
     # The format tests/test_demo.py parses: one row per issue, the outcome in words last.
     rows = re.findall(
-        r"^#(\d+)\s+(\w+)\s+(agent-\w+)\s+(\w+)\s+(\d+) passed\s+(\S+/pull/\d+)"
+        r"^(\w+#\d+)\s+(\w+)\s+(agent-\w+)\s+(\w+)\s+(\d+) passed\s+(\S+/pull/\d+)"
         r"\s+(\d+)\s+(\S+)\s+(\S+)\s+(.+)$",
         text,
         re.MULTILINE,
     )
     assert [(r[0], r[3], r[5].rsplit("/", 1)[1], r[9].strip()) for r in rows] == [
-        ("1", "completed", "4", "merged by alice 27.5s after it opened"),
-        ("2", "failed", "5", "pull request closed without merge"),
-        ("3", "review", "6", "pull request open, awaiting review"),
+        ("textstats#1", "completed", "4", "merged by alice 27.5s after it opened"),
+        ("textstats#2", "failed", "5", "pull request closed without merge"),
+        ("textstats#3", "review", "6", "pull request open, awaiting review"),
+        ("pricetag#1", "review", "2", "pull request open, awaiting review"),
     ]
     # Tokens, cost, and the time from the label to the pull request (not to the decision).
     assert {(r[6], r[7], r[8]) for r in rows} == {("1234", "$0.0123", "12.5s")}
-    assert text.endswith("\n\nmerge rate: 50% (1 merged, 1 closed without merge, 1 in review)")
+    assert text.endswith("\n\nmerge rate: 50% (1 merged, 1 closed without merge, 2 in review)")
 
 
 def test_merge_rate_counts_only_pull_requests_github_decided():
@@ -149,7 +160,7 @@ def test_merge_rate_counts_only_pull_requests_github_decided():
     failed["history"] = [h for h in failed["history"] if h["to"] != "review"]
     text = summary([task(1, "review", {"number": 4, "state": "open"}), failed])
     assert text.endswith("merge rate: - (0 merged, 0 closed without merge, 1 in review)")
-    row = next(line for line in text.splitlines() if line.startswith("#2 "))
+    row = next(line for line in text.splitlines() if line.startswith("textstats#2 "))
     assert row.split()[3:6] == ["failed", "4", "passed"] and " - " in row
     assert row.endswith("  tests failed three times") and "40.0s" in row
 
@@ -167,7 +178,7 @@ class MaintainerStub(DemoCluster):
                 edit=lambda state: self.done.append(("edit", login, number, state)),
             )
 
-        repos = {REPO: SimpleNamespace(get_pull=pull)}
+        repos = {REPO: SimpleNamespace(get_pull=pull), WEB_REPO: SimpleNamespace(get_pull=pull)}
         return SimpleNamespace(get_repo=repos.__getitem__)
 
     def wait(self, numbers, timeout, ends=()):
@@ -185,7 +196,7 @@ def test_the_maintainer_merges_the_first_issues_pull_request_and_closes_the_seco
     assert stub.done == [
         ("merge", "alice", 4),
         ("edit", "alice", 5, "closed"),
-        ("wait", [1, 2], DECIDED),
+        ("wait", [(REPO, 1), (REPO, 2)], DECIDED),
     ]
     assert again == [{"fetched": f"/api/v1/tasks/{n * 10}"} for n in (1, 2, 3)]
 
@@ -200,8 +211,8 @@ def test_the_maintainer_decides_by_issue_order_not_by_which_pull_requests_exist(
     ]
     stub.decide(tasks, 60)
     # The first issue's pull request is the one to merge: none is merged in its place.
-    assert stub.done == [("edit", "alice", 5, "closed"), ("wait", [2], DECIDED)]
+    assert stub.done == [("edit", "alice", 5, "closed"), ("wait", [(REPO, 2)], DECIDED)]
     assert said == [
-        "maintainer cannot merge the PR of #1: it is failed",
-        "maintainer closes PR #5 without merging (issue #2)",
+        "maintainer cannot merge the PR of textstats#1: it is failed",
+        "maintainer closes PR #5 without merging (issue textstats#2)",
     ]

@@ -1,10 +1,10 @@
 """End to end on lab hosts: site.yml converges one cluster for the module, issues become PRs.
 
 Three hosts as in `ccc-demo --lab` (t1: PostgreSQL, Redis, coordinator; t2: backend + general;
-t3: documentation + testing + general), the simulators on the test bridge, the shipped lease
-and heartbeat. The full fault suite is tests/faults (make test-faults). Each
-test files its own issues; the slow ones use a scripted conversation that pauses in bash so a
-fault can strike mid-task.
+t3: frontend + documentation + testing + general, with Node.js), the simulators on the test
+bridge, the shipped lease and heartbeat. The full fault suite is tests/faults (make
+test-faults). Each test files its own issues; the slow ones use a scripted conversation that
+pauses in bash so a fault can strike mid-task.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from lab.demo_cluster import ISSUES, MAINTAINER, REPO, task_seconds
+from lab.demo_cluster import ISSUES, MAINTAINER, REPO, issue_name, task_seconds
 from lab.demo_lab import Timing, demo_spec
 from lab.testing import isolated_config, lab_cluster, skip_reason
 from tests import redteam
@@ -84,32 +84,35 @@ def cluster(tmp_path_factory):
 
 
 def test_every_demo_issue_becomes_one_pull_request(cluster):
-    numbers = cluster.file_issues()
-    tasks = cluster.wait(numbers, 240)
+    issues = cluster.file_issues()
+    tasks = cluster.wait(issues, 240)
     expected = {
-        ISSUES[0][0]: ("backend", "textstats/__init__.py"),
-        ISSUES[1][0]: ("documentation", "README.md"),
-        ISSUES[2][0]: ("testing", "tests/test_edge_cases.py"),
+        ISSUES[0].title: ("backend", "textstats/__init__.py"),
+        ISSUES[1].title: ("documentation", "README.md"),
+        ISSUES[2].title: ("testing", "tests/test_edge_cases.py"),
+        # The Node.js repository's issue, on the agent that has Node.js: its tests passed.
+        ISSUES[3].title: ("frontend", "test/thousands.test.js"),
     }
     maintainer = cluster.github().get_user(MAINTAINER)
     for task in tasks:
         specialty, path = expected[task["title"]]
         assert task["state"] == "review", task
         assert task["specialty"] == specialty
+        assert task["result"]["tests"]["status"] == "passed", task["result"]
         assert [h["to"] for h in task["history"]] == HAPPY_PATH
-        assert_one_pull_request(cluster, task["issue_number"], path)
-        print(f"label to PR, #{task['issue_number']} ({specialty}): {task_seconds(task):.1f}s")
+        assert_one_pull_request(cluster, task["issue_number"], path, repo=task["repository"])
+        name = issue_name(task["repository"], task["issue_number"])
+        print(f"label to PR, {name} ({specialty}): {task_seconds(task):.1f}s")
         # The App's bot made the PR and its commits, crediting the maintainer who asked.
-        pull = cluster.github().get_repo(REPO).get_pull(task["pr_number"])
+        pull = cluster.github().get_repo(task["repository"]).get_pull(task["pr_number"])
         assert pull.user.login == BOT
         for commit in pull.get_commits():
             assert commit.commit.author.name == BOT, commit.commit.author
             trailer = f"Co-authored-by: {MAINTAINER} <{maintainer.id}+{MAINTAINER}@users.noreply."
             assert trailer in commit.commit.message, commit.commit.message
     # The coordinator comments on each issue with its PR (through its outbox, so a bit later).
-    repo = cluster.github().get_repo(REPO)
     for task in tasks:
-        issue = repo.get_issue(task["issue_number"])
+        issue = cluster.github().get_repo(task["repository"]).get_issue(task["issue_number"])
         wait_until(
             f"the comment on #{issue.number}",
             lambda issue=issue, url=task["pr_url"]: any(
@@ -118,6 +121,7 @@ def test_every_demo_issue_becomes_one_pull_request(cluster):
             timeout=30,
         )
     # The maintainer merges the first: its task is completed, and the issue says so.
+    repo = cluster.github().get_repo(REPO)
     merged = tasks[0]
     repo.get_pull(merged["pr_number"]).merge()
     wait_until(

@@ -38,7 +38,9 @@ from lab.demo_cluster import (
     REPO,
     SCENARIOS,
     SEED,
+    WEB_REPO,
     DemoCluster,
+    issue_name,
     seed_tokens,
     summary,
     write_app_key,
@@ -53,7 +55,7 @@ DEMO_ERRORS = (ServiceError, LabError, requests.RequestException, github.GithubE
 
 AGENTS = [
     ("agent-backend", ["backend", "general"]),
-    ("agent-docs", ["documentation", "testing", "general"]),
+    ("agent-docs", ["frontend", "documentation", "testing", "general"]),
 ]
 
 
@@ -129,8 +131,9 @@ def _echo(message: str) -> None:
 
 
 def _job(cluster: DemoCluster, timeout: int) -> int:
-    """The main job on a running cluster: three issues become three pull requests, the
-    maintainer merges one and closes another; prints the summary and returns the exit code."""
+    """The main job on a running cluster: four issues on two repositories become four pull
+    requests, the maintainer merges one and closes another; prints the summary and returns
+    the exit code."""
     started = time.monotonic()
     tasks = cluster.wait(cluster.file_issues(), timeout)
     seconds = time.monotonic() - started
@@ -140,18 +143,20 @@ def _job(cluster: DemoCluster, timeout: int) -> int:
 
 
 def _report(cluster: DemoCluster, tasks: list[dict]) -> int:
-    """Print the summary table and where to look; 0 when the three issues ended as the job
-    intends: merged (completed), closed without merge (failed), in review."""
+    """Print the summary table and where to look; 0 when the issues ended as the job intends:
+    merged (completed), closed without merge (failed), the others in review."""
     click.echo(f"\n{summary(tasks)}")
     for task in tasks:
         tests = (task.get("result") or {}).get("tests")
         if test_results.status(tests) == "not_run":
-            click.echo(f"\nwarning: #{task['issue_number']}: {test_results.describe(tests)}")
+            name = issue_name(task["repository"], task["issue_number"])
+            click.echo(f"\nwarning: {name}: {test_results.describe(tests)}")
     click.echo(
         f"\nadmin pages: {cluster.urls['coordinator']}/admin/  "
         f"(user {ADMIN}, password {cluster.admin_password}; Acceptance shows the merge rate)"
     )
-    click.echo(f"GitHub simulator: {cluster.urls['github']}/api/v3/repos/{REPO}/pulls")
+    for repo in (REPO, WEB_REPO):
+        click.echo(f"GitHub simulator: {cluster.urls['github']}/api/v3/repos/{repo}/pulls")
     return 0 if [(t["state"], t["error"]) for t in tasks] == EXPECTED_ENDS else 1
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import github
 import requests
@@ -30,7 +31,8 @@ from simulators.github.seed import generate_private_key
 SEED = DEMO_SEED
 SCENARIOS = EXAMPLE_SCENARIOS / "demo"
 APP_ID = yaml.safe_load(SEED.read_text())["app"]["id"]
-REPO = "octo-org/textstats"
+REPO = "octo-org/textstats"  # the Python library most issues are on
+WEB_REPO = "octo-org/pricetag"  # the Node.js module of the frontend issue
 MAINTAINER = "alice"
 # A run is over: its pull request awaits GitHub's decision, or it failed or was cancelled.
 RUN_ENDS = ("review", "failed", "cancelled")
@@ -39,27 +41,56 @@ DECIDED = ("completed", "failed", "cancelled")  # GitHub decided (or nothing is 
 # in review.
 DECISIONS = ("merge", "close")
 # How the issues' tasks end once the coordinator recorded those decisions: (state, error).
-EXPECTED_ENDS = [("completed", None), ("failed", REJECTED), ("review", None)]
+EXPECTED_ENDS = [("completed", None), ("failed", REJECTED), ("review", None), ("review", None)]
+
+
+class Issue(NamedTuple):
+    """A demo issue: what the maintainer files, and where."""
+
+    title: str
+    body: str
+    labels: list[str]
+    repo: str = REPO
+
 
 ISSUES = [
-    (
+    Issue(
         "Add a character count function",
         "textstats counts words; it should also count characters: `char_count(text, spaces=True)`.",
         ["claude", "backend"],
     ),
-    (
+    Issue(
         "Document top_words in the README",
         "The README only shows an example. Document `words`, `word_count` and `top_words` "
         "(how are ties ordered?).",
         ["claude", "docs"],
     ),
-    (
+    Issue(
         "Add tests for punctuation-only input",
         "What do `words`, `word_count` and `top_words` return for text like `?!, ...`? "
         "Pin it down with tests in tests/test_edge_cases.py.",
         ["claude"],
     ),
+    Issue(
+        "Group the thousands in displayed prices",
+        "The cart shows `123456.78 EUR`; shoppers read `123,456.78 EUR` far more easily. "
+        "formatPrice should group the thousands with commas.",
+        ["claude", "frontend"],
+        WEB_REPO,
+    ),
 ]
+# An issue as the demo follows it: its repository and number.
+IssueRef = tuple[str, int]
+
+
+def issue_ref(issue: IssueRef | int) -> IssueRef:
+    """``issue`` as (repository, number); a bare number is one of REPO's."""
+    return (REPO, issue) if isinstance(issue, int) else issue
+
+
+def issue_name(repository: str, number: int) -> str:
+    """``textstats#3``: short, and unique across the demo's repositories."""
+    return f"{repository.rpartition('/')[2]}#{number}"
 
 
 @dataclass
@@ -114,17 +145,18 @@ class DemoCluster:
         config = {"url": f"{self.urls['coordinator']}/webhooks/github", "content_type": "json"}
         self.app_api("PATCH", "/app/hook/config", json={**config, "secret": secret})
 
-    def file_issue(self, title: str, body: str, labels: list[str]) -> int:
-        """Open an issue as the maintainer: triage labels first, then the trigger label."""
-        repo = self.github().get_repo(REPO)
-        issue = repo.create_issue(title, body=body, labels=labels[1:])
+    def file_issue(self, title: str, body: str, labels: list[str], repo: str = REPO) -> int:
+        """Open an issue on ``repo`` as the maintainer: triage labels first, then the trigger
+        label. Returns its number."""
+        issue = self.github().get_repo(repo).create_issue(title, body=body, labels=labels[1:])
         issue.add_to_labels(labels[0])
-        self.echo(f"filed #{issue.number} {title!r} with labels {', '.join(labels)}")
+        name = issue_name(repo, issue.number)
+        self.echo(f"filed {name} {title!r} with labels {', '.join(labels)}")
         return issue.number
 
-    def file_issues(self) -> list[int]:
+    def file_issues(self) -> list[IssueRef]:
         """Open the demo issues and label them for the cluster."""
-        return [self.file_issue(title, body, labels) for title, body, labels in ISSUES]
+        return [(i.repo, self.file_issue(i.title, i.body, i.labels, i.repo)) for i in ISSUES]
 
     # Coordinator ------------------------------------------------------------------------
 
@@ -141,49 +173,51 @@ class DemoCluster:
         return self.api("GET", "/api/v1/tasks?per_page=100")["items"]
 
     def wait(
-        self, numbers: list[int], timeout: float, ends: tuple[str, ...] = RUN_ENDS
+        self, issues: list[IssueRef | int], timeout: float, ends: tuple[str, ...] = RUN_ENDS
     ) -> list[dict]:
-        """Print state changes until every issue's task is in one of ``ends`` (by default: its
-        run is over); returns the tasks in detail."""
+        """Print state changes until every issue's task (``issues``: (repository, number),
+        or a number of REPO's) is in one of ``ends`` (by default: its run is over); returns
+        the tasks in detail."""
+        refs = [issue_ref(issue) for issue in issues]
         deadline = time.monotonic() + timeout
-        seen: dict[int, str] = {}
+        seen: dict[IssueRef, str] = {}
         while True:
             self.check()
-            tasks: dict[int, dict] = {}
+            tasks: dict[IssueRef, dict] = {}
             for task in self.tasks():  # newest first: follow-ups shadow the original task
-                tasks.setdefault(task["issue_number"], task)
-            for number in numbers:
-                task = tasks.get(number)
+                tasks.setdefault((task["repository"], task["issue_number"]), task)
+            for ref in refs:
+                task = tasks.get(ref)
                 state = task["state"] if task else "waiting for webhook"
-                if seen.get(number) != state:
+                if seen.get(ref) != state:
                     agent = f" ({task['agent']})" if task and task["agent"] else ""
-                    self.echo(f"  #{number}: {state}{agent}")
-                    seen[number] = state
-            if all(number in tasks and tasks[number]["state"] in ends for number in numbers):
-                return [self.api("GET", f"/api/v1/tasks/{tasks[n]['id']}") for n in numbers]
+                    self.echo(f"  {issue_name(*ref)}: {state}{agent}")
+                    seen[ref] = state
+            if all(ref in tasks and tasks[ref]["state"] in ends for ref in refs):
+                return [self.api("GET", f"/api/v1/tasks/{tasks[r]['id']}") for r in refs]
             if time.monotonic() > deadline:
                 raise ServiceError(f"issues not finished after {timeout:.0f}s: {seen}")
             time.sleep(1)
 
     def decide(self, tasks: list[dict], timeout: float) -> list[dict]:
         """Act as the maintainer, by issue order (:data:`DECISIONS`): merge the first issue's
-        pull request, close the second's without merging, leave the third in review; wait until
+        pull request, close the second's without merging, leave the others in review; wait until
         the coordinator recorded the decisions. Returns the tasks again, in detail."""
-        repo = self.github(MAINTAINER).get_repo(REPO)
         decided = []
         for task, decision in zip(tasks, DECISIONS, strict=False):
-            issue, number = task["issue_number"], task["pr_number"]
+            ref = (task["repository"], task["issue_number"])
+            issue, number = issue_name(*ref), task["pr_number"]
             if task["state"] != "review" or not number:
-                self.echo(f"maintainer cannot {decision} the PR of #{issue}: it is {task['state']}")
+                self.echo(f"maintainer cannot {decision} the PR of {issue}: it is {task['state']}")
                 continue
-            pull = repo.get_pull(number)
+            pull = self.github(MAINTAINER).get_repo(task["repository"]).get_pull(number)
             if decision == "merge":
-                self.echo(f"maintainer merges PR #{number} (issue #{issue})")
+                self.echo(f"maintainer merges PR #{number} (issue {issue})")
                 pull.merge()
             else:
-                self.echo(f"maintainer closes PR #{number} without merging (issue #{issue})")
+                self.echo(f"maintainer closes PR #{number} without merging (issue {issue})")
                 pull.edit(state="closed")
-            decided.append(issue)
+            decided.append(ref)
         if decided:
             self.wait(decided, timeout, ends=DECIDED)
         return [self.api("GET", f"/api/v1/tasks/{t['id']}") for t in tasks]
@@ -211,7 +245,7 @@ def summary(tasks: list[dict]) -> str:
         verdict = test_results.short((task.get("result") or {}).get("tests"))
         rows.append(
             (
-                f"#{task['issue_number']}",
+                issue_name(task["repository"], task["issue_number"]),
                 task["specialty"] or "-",
                 task["agent"] or "-",
                 task["state"],

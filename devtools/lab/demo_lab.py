@@ -46,7 +46,8 @@ COORDINATOR_PORT = 8443
 
 
 def demo_spec(prefix: str = "lab") -> LabSpec:
-    """PREFIX1: database, Redis, coordinator; PREFIX2: backend agent; PREFIX3: docs and tests."""
+    """PREFIX1: database, Redis, coordinator; PREFIX2: backend agent; PREFIX3: frontend, docs
+    and tests (with Node.js besides Python, for the frontend issue's repository)."""
     return LabSpec(
         (
             HostSpec(f"{prefix}1", ("database", "redis", "coordinator")),
@@ -59,8 +60,9 @@ def demo_spec(prefix: str = "lab") -> LabSpec:
                 f"{prefix}3",
                 ("agents",),
                 vars={
-                    "agent_specialties": ["documentation", "testing", "general"],
+                    "agent_specialties": ["frontend", "documentation", "testing", "general"],
                     "agent_max_tasks": 2,
+                    "agent_toolchains": ["python", "node"],
                 },
             ),
         )
