@@ -202,8 +202,7 @@ def test_the_coordinator_admits_webhooks_from_the_listed_sources_only(site: Prod
 
 
 def test_a_labelled_issue_becomes_a_ready_pull_request_with_passing_tests(site: ProductionSite):
-    title, body, labels = ISSUES[0]
-    number = site.file_issue(title, body, labels)
+    number = site.file_issue(*ISSUES[0])
     (task,) = site.wait([number], timeout=180)
     assert task["state"] == "review", task
     tests = task["result"]["tests"]
