@@ -79,8 +79,9 @@ class Outcome:
 
 def run_task(
     url: str, repo: Path, policy: ContextPolicy, turns: int, output_chars: int, caching: bool
-) -> tuple[str, Usage]:
-    """The scripted task through the agent's loop; returns its summary and usage."""
+) -> tuple[str, Usage, Conversation]:
+    """The scripted task through the agent's loop; returns its summary, usage and
+    conversation (tests/agent/test_context.py reads it too)."""
     client = anthropic.Anthropic(base_url=url, api_key=KEY, max_retries=0, timeout=60)
     model = MessagesApiModel(client, MODEL, 256, PRICE, RateGate(), policy, caching=caching)
     runner = CommandRunner(Policy(mode="none"), secrets=[], output_chars=output_chars)
@@ -94,7 +95,7 @@ def run_task(
     cancel = threading.Event()
     loop = AgentLoop(model, tools, budget, usage, started=time.monotonic(), cancel=cancel)
     try:
-        return loop.run(conversation), usage
+        return loop.run(conversation), usage, conversation
     finally:
         tools.close()
 
@@ -111,7 +112,7 @@ def measure(
         write_log(repo, output_chars)
         with BackgroundServer(create_app(simulator=sim)) as server:
             started = time.perf_counter()
-            summary, usage = run_task(server.url, repo, policy, turns, output_chars, caching)
+            summary, usage, _ = run_task(server.url, repo, policy, turns, output_chars, caching)
             seconds = time.perf_counter() - started
     finally:
         shutil.rmtree(repo, ignore_errors=True)

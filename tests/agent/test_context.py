@@ -12,21 +12,17 @@ import anthropic
 import pytest
 
 from agent_app import context, prompts
-from agent_app.agent_loop import AgentLoop, Budget, Usage
 from agent_app.config import AgentConfig, ModelPrice
 from agent_app.context import ContextPolicy
 from agent_app.exceptions import ContextExhausted, LimitExceeded
 from agent_app.messages_api import MessagesApiModel, RateGate
 from agent_app.model import Conversation
-from agent_app.sandbox import CommandRunner, Policy
-from agent_app.tools import ToolSet
-from bench.context_management import long_task_scenario, write_log
+from bench.context_management import KEY, long_task_scenario, run_task, write_log
 from cluster_core.errors import ConfigError
 from simulators.claude import ClaudeSimulator, SimulatorConfig, create_app
 from simulators.server import BackgroundServer
 
 PRICE = ModelPrice(input=3.0, output=15.0, cache_write=3.75, cache_read=0.3)
-KEY = "sk-ant-context-test"
 WINDOW = 100_000  # the simulated model's window, in the simulator's tokens (4 characters)
 OUTPUT_CHARS = 20_000  # each tool result: 20 KB, about 5,000 tokens
 
@@ -48,31 +44,6 @@ def checkout(tmp_path: Path) -> Path:
     return repo
 
 
-def run_task(url: str, repo: Path, policy: ContextPolicy, turns: int, **model_options) -> tuple:
-    """The agent loop on the scripted long task; returns (summary, usage, conversation)."""
-    client = anthropic.Anthropic(base_url=url, api_key=KEY, max_retries=0, timeout=30)
-    model = MessagesApiModel(
-        client, "claude-sonnet-4-6", 256, PRICE, RateGate(), policy, **model_options
-    )
-    runner = CommandRunner(Policy(mode="none"), secrets=[], output_chars=OUTPUT_CHARS)
-    tools = ToolSet(repo, runner, command_timeout=30, cancel=threading.Event())
-    task = {"id": 1, "issue_number": 7, "title": "Read the logs", "body": "All of them."}
-    conversation = Conversation(
-        system=prompts.system_blocks("acme/widgets", "backend"),
-        messages=[{"role": "user", "content": prompts.task_message(task, repo, "b")}],
-    )
-    usage = Usage()
-    budget = Budget(max_turns=turns + 5, max_tokens=10**9, max_dollars=1000, max_seconds=900)
-    loop = AgentLoop(
-        model, tools, budget, usage, started=time.monotonic(), cancel=threading.Event()
-    )
-    try:
-        summary = loop.run(conversation)
-    finally:
-        tools.close()
-    return summary, usage, conversation
-
-
 def answered(sim: ClaudeSimulator) -> list:
     return [r for r in sim.requests() if r.path == "/v1/messages" and r.status == 200]
 
@@ -82,7 +53,7 @@ def test_a_200_turn_task_with_20_kb_outputs_stays_within_the_window(claude, chec
     url, sim = claude
     sim.add_scenarios([long_task_scenario(200)])
     policy = ContextPolicy(editing=editing, window=WINDOW, trigger=WINDOW // 2, keep=3)
-    summary, usage, conversation = run_task(url, checkout, policy, 200)
+    summary, usage, conversation = run_task(url, checkout, policy, 200, OUTPUT_CHARS, caching=True)
 
     assert summary == "Done: read every log."
     assert usage.turns == 201 and usage.tool_calls == 200
@@ -120,7 +91,7 @@ def test_a_request_refused_as_too_long_is_made_smaller_and_sent_again(claude, ch
     url, sim = claude
     sim.add_scenarios([long_task_scenario(30)])
     policy = ContextPolicy(editing="client", window=400_000, trigger=300_000, keep=3)
-    summary, _, _ = run_task(url, checkout, policy, 30)
+    summary, _, _ = run_task(url, checkout, policy, 30, OUTPUT_CHARS, caching=True)
 
     assert summary == "Done: read every log."
     refused = [r for r in sim.requests() if r.status == 400]
